@@ -1,0 +1,279 @@
+"""The `croft` command line: parsing and dispatch only.
+
+Every problem a user can cause (a bad argument, a bad config, a port in use) ends
+with one line ``croft: error: ...`` and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+from node import __version__
+
+log = logging.getLogger("croft")
+
+EXIT_USAGE = 2
+EXIT_NOT_RUNNING = 3
+
+
+class CliError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="croft",
+        description="Croft: a single-user Matrix homeserver for your own device.",
+        epilog="The data directory defaults to $CROFT_HOME, else the platform's user data "
+        "directory. Configuration: DIR/config.toml, overridden by CROFT_<SECTION>_<KEY> "
+        "environment variables.",
+    )
+    parser.add_argument("--version", action="version", version=f"croft {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a data directory: config, keys, owner account")
+    _data_dir_arg(init)
+    init.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="this server's name (DNS name or IP literal, optional :port); "
+        "default: <hostname>.local",
+    )
+    init.add_argument(
+        "--owner",
+        metavar="LOCALPART",
+        help="the owner's user name (default: your login name, or 'owner')",
+    )
+    init.add_argument(
+        "--password",
+        metavar="PASSWORD",
+        help="the owner's password (default: generated and printed once)",
+    )
+    init.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=None,
+        help="device profile: laptop, raspberry-pi, iot-sensor (default: laptop)",
+    )
+    init.add_argument(
+        "--client-listen", metavar="HOST:PORT", help="client API address (default 127.0.0.1:8008)"
+    )
+    init.add_argument(
+        "--federation-listen",
+        metavar="HOST:PORT",
+        help="federation API address (default 0.0.0.0:8448)",
+    )
+
+    run = sub.add_parser("run", help="start the node (runs `init` with defaults first if needed)")
+    _data_dir_arg(run)
+    run.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=None,
+        help="device profile to run with (overrides config.toml)",
+    )
+
+    status = sub.add_parser("status", help="is the node running? name, listeners, store size")
+    _data_dir_arg(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    return parser
+
+
+def _data_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="data directory (default: $CROFT_HOME or the user data directory)",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from node.config import ConfigError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, ConfigError) as e:
+        print(f"croft: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a known failure class, reported in one line
+        from node.app import ListenError
+        from node.federation.keys import KeyFileError
+        from node.storage.database import StorageError
+
+        if isinstance(e, ListenError | KeyFileError | StorageError):
+            print(f"croft: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from node.datadir import default_data_dir
+
+    return (args.data_dir or default_data_dir()).expanduser().resolve()
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from node.datadir import init_data_dir
+
+    result = init_data_dir(
+        _data_dir(args),
+        server_name=args.server_name,
+        owner=args.owner,
+        password=args.password,
+        profile=args.profile or "laptop",
+        client_listen=args.client_listen,
+        federation_listen=args.federation_listen,
+    )
+    print(f"Initialised {result.data_dir}")
+    print(f"  server name: {result.server_name}")
+    print(f"  owner:       {result.user_id}")
+    if result.password is not None:
+        print(f"  password:    {result.password}   (shown once: keep it somewhere safe)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.datadir import is_initialised
+
+    data_dir = _data_dir(args)
+    if not is_initialised(data_dir):
+        print(f"No data directory at {data_dir}: initialising with defaults.")
+        cmd_init(
+            argparse.Namespace(
+                data_dir=data_dir,
+                server_name=None,
+                owner=None,
+                password=None,
+                profile=args.profile,
+                client_listen=None,
+                federation_listen=None,
+            )
+        )
+    overrides = {"profile": args.profile} if args.profile else None
+    config = load_config(data_dir, overrides=overrides)
+    _setup_logging(config.logging.level)
+    asyncio.run(_run(config))
+    return 0
+
+
+async def _run(config: object) -> None:
+    from node.app import serve
+    from node.config import Config
+
+    assert isinstance(config, Config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    running = await serve(config)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await running.stop()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.datadir import read_run_file
+
+    data_dir = _data_dir(args)
+    config = load_config(data_dir)
+    store = sum(
+        p.stat().st_size for p in data_dir.glob(config.storage.database + "*") if p.is_file()
+    )
+    run = read_run_file(data_dir)
+    running = run is not None and _pid_alive(int(run.get("pid", 0)))
+    listeners = run.get("listeners", {}) if running and run else {}
+    answering = running and _answers(listeners.get("client"))
+    info = {
+        "running": running,
+        "answering": answering,
+        "pid": run.get("pid") if running and run else None,
+        "server_name": config.server_name,
+        "profile": config.profile,
+        "data_dir": str(data_dir),
+        "listeners": listeners,
+        "store_bytes": store,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        state = "running" if running else "not running"
+        if running and not answering:
+            state += " (not answering)"
+        print(f"croft {state}" + (f" (pid {info['pid']})" if running else ""))
+        print(f"  server name: {config.server_name}   profile: {config.profile}")
+        print(f"  data dir:    {data_dir}")
+        for name, addr in listeners.items():
+            scheme = "https" if name == "federation" else "http"
+            print(f"  {name + ':':12} {scheme}://{addr}")
+        print(f"  store size:  {_human(store)}")
+    return 0 if running else EXIT_NOT_RUNNING
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _answers(addr: str | None) -> bool:
+    if not addr:
+        return False
+    host, _, port = addr.rpartition(":")
+    if host in ("0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    try:
+        with urllib.request.urlopen(
+            f"http://{host}:{port}/_matrix/client/versions", timeout=2
+        ) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+COMMANDS = {"init": cmd_init, "run": cmd_run, "status": cmd_status}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

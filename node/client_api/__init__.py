@@ -1,0 +1,15 @@
+"""The client-server API (/_matrix/client/*): one module per spec area.
+
+Handlers parse the request, call a service, and reply; the logic lives in services.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.client_api import login, versions
+
+
+def add_routes(app: web.Application) -> None:
+    for module in (versions, login):
+        app.router.add_routes(module.routes)

@@ -1,0 +1,401 @@
+"""Croft's configuration: frozen dataclasses built from layered sources.
+
+Layers, lowest first: the defaults in this module, the device profile
+(device_profiles/<name>.toml), the data directory's config.toml, then CROFT_*
+environment variables (``CROFT_<SECTION>_<KEY>``, e.g. ``CROFT_CLIENT_LISTEN``;
+top-level keys as ``CROFT_SERVER_NAME``). Every value is checked: an unknown key,
+a wrong type or a bad server name raises :class:`ConfigError` with one line
+naming the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from node.ids import InvalidId, ServerName
+
+CONFIG_FILE = "config.toml"
+DEFAULT_PROFILE = "laptop"
+ENV_PREFIX = "CROFT_"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who runs the node."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, value: str) -> ListenAddress:
+        """Parse ``HOST:PORT`` (IPv6 hosts in brackets: ``[::1]:8008``)."""
+        host, sep, port_s = value.rpartition(":")
+        if not sep or not host or not port_s.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        if host.startswith("["):
+            if not host.endswith("]"):
+                raise ValueError(f"expected [IPv6]:PORT, got {value!r}")
+            host = host[1:-1]
+        port = int(port_s)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port out of range in {value!r}")
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The client-server API listener (plain HTTP, local by default)."""
+
+    listen: ListenAddress = ListenAddress("127.0.0.1", 8008)
+    # The URL clients should use, announced in /.well-known/matrix/client.
+    # Empty: derived from the request (scheme and Host header).
+    public_baseurl: str = ""
+    # Origin sent in CORS headers; the spec asks for "*".
+    cors_allow_origin: str = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """The server-server API listener (TLS)."""
+
+    enabled: bool = True
+    listen: ListenAddress = ListenAddress("0.0.0.0", 8448)
+    # Relative paths are inside the data directory.
+    tls_certificate: str = "tls.crt"
+    tls_private_key: str = "tls.key"
+    max_concurrency: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    database: str = "croft.db"
+    sqlite_cache_kib: int = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryConfig:
+    max_timeline_events_per_room: int = 100_000
+    max_store_bytes: int = 10 * 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    max_upload_bytes: int = 100 * 1024**2
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class FeaturesConfig:
+    """Optional parts of the node and whether they load."""
+
+    discovery: bool = True
+    sensors: bool = False
+    calls: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path
+    server_name: str
+    profile: str = DEFAULT_PROFILE
+    client: ClientConfig = field(default_factory=ClientConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    presence: PresenceConfig = field(default_factory=PresenceConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def path(self, name: str) -> Path:
+        """A path inside the data directory (absolute paths are kept as they are)."""
+        p = Path(name)
+        return p if p.is_absolute() else self.data_dir / p
+
+    @property
+    def database_path(self) -> Path:
+        return self.path(self.storage.database)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    name: t for name, t in get_type_hints(Config).items() if dataclasses.is_dataclass(t)
+}
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+# -- profiles ----------------------------------------------------------------------------
+
+
+def available_profiles() -> list[str]:
+    root = resources.files("device_profiles")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    if name not in available_profiles():
+        raise ConfigError(
+            f"unknown device profile {name!r} (choose from {', '.join(available_profiles())})"
+        )
+    text = resources.files("device_profiles").joinpath(f"{name}.toml").read_text("utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"device profile {name}: {e}") from None
+    _check_keys(data, f"device profile {name}", allow_top=())
+    return data
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no config file (run `croft init` first)") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    _check_keys(data, str(path), allow_top=("server_name", "profile"))
+    return data
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn CROFT_SECTION_KEY=value variables into a nested dict of strings."""
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "CROFT_HOME":
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        if rest in ("server_name", "profile"):
+            out[rest] = value
+            continue
+        for section in _SECTION_TYPES:
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                if key not in _field_types(_SECTION_TYPES[section]):
+                    raise ConfigError(f"environment {name}: unknown setting {section}.{key}")
+                out.setdefault(section, {})[key] = value
+                break
+        # Other CROFT_* variables (CROFT_LOG_FORMAT, ...) are not configuration keys.
+    return out
+
+
+def load_config(
+    data_dir: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the Config for ``data_dir`` from profile, config file, environment, overrides."""
+    environ = os.environ if environ is None else environ
+    file_data = read_config_file(data_dir / CONFIG_FILE)
+    env_data = env_overrides(environ)
+    top = _merge(file_data, env_data, dict(overrides or {}))
+    profile = top.get("profile", DEFAULT_PROFILE)
+    if not isinstance(profile, str):
+        raise ConfigError(f"profile must be a string, got {profile!r}")
+    merged = _merge(load_profile(profile), top)
+    return build_config(data_dir, merged)
+
+
+def build_config(data_dir: Path, data: Mapping[str, Any]) -> Config:
+    server_name = data.get("server_name")
+    if not isinstance(server_name, str):
+        raise ConfigError("server_name is missing (set it in config.toml)")
+    try:
+        ServerName.parse(server_name)
+    except InvalidId as e:
+        raise ConfigError(f"server_name {server_name!r} is not a valid server name: {e}") from None
+    sections: dict[str, Any] = {}
+    for section, cls in _SECTION_TYPES.items():
+        values = data.get(section, {})
+        kwargs = {
+            key: _coerce(f"{section}.{key}", value, _field_types(cls)[key])
+            for key, value in values.items()
+        }
+        sections[section] = cls(**kwargs)
+    cfg = Config(
+        data_dir=data_dir,
+        server_name=server_name,
+        profile=data.get("profile", DEFAULT_PROFILE),
+        **sections,
+    )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.logging.level not in LOG_LEVELS:
+        raise ConfigError(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
+    for name in (
+        "federation.max_concurrency",
+        "storage.sqlite_cache_kib",
+        "history.max_timeline_events_per_room",
+        "history.max_store_bytes",
+        "media.max_upload_bytes",
+    ):
+        section, key = name.split(".")
+        if getattr(getattr(cfg, section), key) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+
+
+def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+                out[key] = _merge(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _check_keys(data: Mapping[str, Any], where: str, allow_top: tuple[str, ...]) -> None:
+    for key, value in data.items():
+        if key in allow_top:
+            continue
+        if key not in _SECTION_TYPES:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: [{key}] must be a table")
+        known = _field_types(_SECTION_TYPES[key])
+        for sub in value:
+            if sub not in known:
+                raise ConfigError(f"{where}: unknown key '{key}.{sub}'")
+
+
+def _coerce(name: str, value: Any, target: Any) -> Any:
+    """Check (and, for strings from the environment, convert) one value."""
+    origin = get_origin(target)
+    if origin in (Union, types.UnionType):
+        target = next(a for a in get_args(target) if a is not type(None))
+    if target is ListenAddress:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string HOST:PORT, got {value!r}")
+        try:
+            return ListenAddress.parse(value)
+        except ValueError as e:
+            raise ConfigError(f"{name}: {e}") from None
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if target is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    raise ConfigError(f"{name}: unsupported setting type")  # pragma: no cover
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def render_config_file(
+    server_name: str,
+    profile: str,
+    client_listen: str | None,
+    federation_listen: str | None,
+) -> str:
+    """The documented config.toml that `croft init` writes."""
+    client_line = f'listen = "{client_listen}"' if client_listen else '# listen = "127.0.0.1:8008"'
+    fed_line = (
+        f'listen = "{federation_listen}"' if federation_listen else '# listen = "0.0.0.0:8448"'
+    )
+    return f"""\
+# Croft configuration.
+#
+# Settings are layered: the device profile named below gives the defaults
+# (device_profiles/{profile}.toml), this file overrides the profile, and
+# CROFT_<SECTION>_<KEY> environment variables override this file
+# (for example CROFT_CLIENT_LISTEN=127.0.0.1:9008). Commented lines show the
+# profile's value or the built-in default. Unknown keys are an error.
+
+# This server's name: the part after ':' in user IDs (@owner:NAME). A DNS name,
+# an IPv4 literal or a bracketed IPv6 literal, with an optional port. It cannot
+# change once rooms exist.
+server_name = "{server_name}"
+
+# Device profile: {", ".join(available_profiles())}.
+profile = "{profile}"
+
+[client]
+# The client-server API (plain HTTP). Keep it on loopback unless a TLS proxy
+# sits in front of it.
+{client_line}
+# public_baseurl = ""             # announced in /.well-known/matrix/client
+# cors_allow_origin = "*"
+
+[federation]
+# The server-server API (TLS, self-signed certificate made by `croft init`).
+# enabled = true
+{fed_line}
+# tls_certificate = "tls.crt"     # relative paths are inside the data directory
+# tls_private_key = "tls.key"
+# max_concurrency = 16            # outbound federation requests at once
+
+[storage]
+# database = "croft.db"
+# sqlite_cache_kib = 65536
+
+[history]
+# max_timeline_events_per_room = 100000
+# max_store_bytes = 10737418240
+
+[media]
+# max_upload_bytes = 104857600
+
+[presence]
+# enabled = true
+
+[features]
+# discovery = true                # LAN peers over mDNS
+# sensors = false                 # headless sensor publishing
+# calls = true                    # m.call.* voice and video
+
+[logging]
+# level = "info"                  # debug, info, warning, error
+"""

@@ -1,0 +1,192 @@
+"""The data directory: what `croft init` creates and where `croft run` finds it.
+
+Layout::
+
+    config.toml      documented configuration (see node/config.py)
+    signing.key      ed25519 server signing key, mode 0600
+    tls.crt/tls.key  self-signed federation certificate (key 0600)
+    croft.db         SQLite database (+ -wal, -shm)
+    tui.token        access token of the local TUI's device, mode 0600
+    run.json         written while the node runs: pid and listeners (`croft status`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from node.config import (
+    CONFIG_FILE,
+    DEFAULT_PROFILE,
+    ConfigError,
+    ListenAddress,
+    load_profile,
+    render_config_file,
+)
+from node.ids import InvalidId, ServerName, UserID
+
+SIGNING_KEY_FILE = "signing.key"
+TUI_TOKEN_FILE = "tui.token"
+RUN_FILE = "run.json"
+TUI_DEVICE_ID = "CROFTTUI"
+
+
+def default_data_dir() -> Path:
+    """``$CROFT_HOME``, else the platform's user data directory for croft."""
+    home = os.environ.get("CROFT_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path(platformdirs.user_data_dir("croft", appauthor=False))
+
+
+def default_server_name() -> str:
+    """The mDNS host name of this machine: ``<host>.local``."""
+    host = socket.gethostname().split(".")[0].lower()
+    host = re.sub(r"[^a-z0-9-]", "-", host).strip("-") or "croft"
+    return f"{host}.local"
+
+
+def default_owner() -> str:
+    try:
+        import getpass
+
+        name = getpass.getuser().lower()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        name = ""
+    name = re.sub(r"[^a-z0-9._=/+-]", "", name)
+    return name if name and name != "root" else "owner"
+
+
+@dataclass(frozen=True)
+class InitResult:
+    data_dir: Path
+    server_name: str
+    user_id: str
+    password: str | None  # set when it was generated, to be shown once
+
+
+def is_initialised(data_dir: Path) -> bool:
+    return (data_dir / CONFIG_FILE).exists()
+
+
+def validate_init_args(
+    server_name: str,
+    owner: str,
+    profile: str,
+    client_listen: str | None,
+    federation_listen: str | None,
+) -> None:
+    try:
+        ServerName.parse(server_name)
+    except InvalidId as e:
+        raise ConfigError(
+            f"--server-name {server_name!r} is not a valid server name: {e}"
+        ) from None
+    if not UserID.is_valid_new_localpart(owner):
+        raise ConfigError(f"--owner {owner!r} is not a valid user name (use a-z, 0-9 and ._=-/+)")
+    load_profile(profile)
+    for flag, value in (
+        ("--client-listen", client_listen),
+        ("--federation-listen", federation_listen),
+    ):
+        if value is not None:
+            try:
+                ListenAddress.parse(value)
+            except ValueError as e:
+                raise ConfigError(f"{flag}: {e}") from None
+
+
+def init_data_dir(
+    data_dir: Path,
+    *,
+    server_name: str | None = None,
+    owner: str | None = None,
+    password: str | None = None,
+    profile: str = DEFAULT_PROFILE,
+    client_listen: str | None = None,
+    federation_listen: str | None = None,
+) -> InitResult:
+    """Create a new data directory with config, keys, certificate, owner and TUI token."""
+    from node.accounts import generate_password
+
+    server_name = server_name or default_server_name()
+    owner = owner or default_owner()
+    validate_init_args(server_name, owner, profile, client_listen, federation_listen)
+    if is_initialised(data_dir):
+        raise ConfigError(f"{data_dir} is already initialised ({CONFIG_FILE} exists)")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise ConfigError(f"cannot create data directory {data_dir}: {e.strerror}") from None
+    generated = password is None
+    password = password or generate_password()
+
+    from node.federation.keys import create_signing_key_file
+    from node.federation.tls import create_self_signed_certificate
+
+    key_path = data_dir / SIGNING_KEY_FILE
+    if not key_path.exists():
+        create_signing_key_file(key_path)
+    create_self_signed_certificate(server_name, data_dir / "tls.crt", data_dir / "tls.key")
+    user_id, token = asyncio.run(_create_owner(data_dir, server_name, owner, password, profile))
+    write_secret(data_dir / TUI_TOKEN_FILE, token + "\n")
+    # The config file is written last: its presence marks a complete init.
+    (data_dir / CONFIG_FILE).write_text(
+        render_config_file(server_name, profile, client_listen, federation_listen), "utf-8"
+    )
+    return InitResult(data_dir, server_name, user_id, password if generated else None)
+
+
+async def _create_owner(
+    data_dir: Path, server_name: str, owner: str, password: str, profile: str
+) -> tuple[str, str]:
+    from node.accounts import AccountService
+    from node.storage.accounts import AccountStore
+    from node.storage.database import Database
+
+    cache = int(load_profile(profile).get("storage", {}).get("sqlite_cache_kib", 8192))
+    db = await Database.open(data_dir / "croft.db", cache_kib=cache)
+    try:
+        accounts = AccountService(AccountStore(db), server_name)
+        user_id = f"@{owner}:{server_name}"
+        if not await accounts.store.account_exists(user_id):
+            await accounts.create_owner(owner, password)
+        session = await accounts.new_session(user_id, TUI_DEVICE_ID, "Croft TUI")
+        return user_id, session.access_token
+    finally:
+        await db.close()
+
+
+def write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def write_run_file(data_dir: Path, info: dict[str, Any]) -> None:
+    tmp = data_dir / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2), "utf-8")
+    tmp.replace(data_dir / RUN_FILE)
+
+
+def read_run_file(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((data_dir / RUN_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remove_run_file(data_dir: Path) -> None:
+    try:
+        (data_dir / RUN_FILE).unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,211 @@
+"""Canonical JSON: the byte encoding that Matrix hashes and signs, and strict event parsing.
+
+Spec: content/appendices.md, "Signing JSON" -> "Canonical JSON" (rule, grammar, examples)
+and content/rooms/fragments/v6-canonical-json.md (room versions 6 and later MUST enforce
+it: 400 ``M_BAD_JSON`` on client APIs, dropped over federation).
+
+The rule: shortest UTF-8 JSON, object keys sorted by code point, numbers are integers in
+``[-(2**53)+1, (2**53)-1]`` without exponent or fraction, never ``-0``, no floats.
+
+The ``canonicaljson`` library does the encoding (sorted keys, no whitespace, literal UTF-8,
+the grammar's escapes). It does not enforce the number rules, so this module adds:
+
+* :func:`check_canonical_values`, run before every encode: rejects out-of-range integers,
+  non-integral floats, NaN/Infinity, lone surrogates (not encodable as UTF-8) and non-string
+  keys, and turns integral floats into ints (spec example 10: ``1e10`` -> ``10000000000``,
+  ``-0`` -> ``0``);
+* :func:`parse_canonical_json`, a strict parser for event JSON that applies the same rules
+  while parsing and also rejects duplicate object keys;
+* :func:`parse_json`, a lenient parser for request bodies that are not events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, NoReturn
+
+import canonicaljson
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MIN_SAFE_INTEGER = -(2**53) + 1
+_MAX_DECIMAL = Decimal(MAX_SAFE_INTEGER)
+# Longest integer literal that can be in range: "-9007199254740991" is 17 characters.
+_MAX_INT_LITERAL = 17
+
+
+class InvalidJson(ValueError):
+    """The bytes are not JSON, or the value breaks the canonical JSON rules."""
+
+
+# -- encoding --------------------------------------------------------------------------
+
+
+def encode_canonical_json(value: Any) -> bytes:
+    """Encode ``value`` as canonical JSON bytes, raising :class:`InvalidJson` if it can't be.
+
+    Integral floats in range are written as integers (see :func:`check_canonical_values`).
+    """
+    return canonicaljson.encode_canonical_json(check_canonical_values(value))
+
+
+# -- validating values -----------------------------------------------------------------
+
+
+def check_canonical_values(value: Any) -> Any:
+    """Check that ``value`` can be encoded as canonical JSON; return a normalised copy.
+
+    Accepts dicts (any Mapping) with string keys, lists and tuples, strings, booleans,
+    None and integers in range. A float whose value is an integer in range becomes that
+    integer (so ``-0.0`` becomes ``0``); any other float, an out-of-range integer or a
+    string with a lone surrogate raises :class:`InvalidJson`, naming where it was found.
+    Use the returned value: it is what will be hashed and signed.
+    """
+    try:
+        return _normalise(value, "")
+    except RecursionError:
+        raise InvalidJson("JSON is nested too deeply") from None
+
+
+def _normalise(value: Any, path: str) -> Any:
+    # bool before int: bool is a subclass of int.
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        _check_string(value, path)
+        return value
+    if isinstance(value, int):
+        _check_int_range(value, path)
+        return int(value)
+    if isinstance(value, float):
+        return _float_to_int(value, path)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _fail(path, f"object key {key!r} is not a string")
+            _check_string(key, path)
+            out[key] = _normalise(item, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalise(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    _fail(path, f"a value of type {type(value).__name__} is not JSON")
+
+
+def _check_string(s: str, path: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        _fail(path, "string contains a lone surrogate, which is not valid Unicode")
+
+
+def _check_int_range(n: int, path: str) -> None:
+    if not MIN_SAFE_INTEGER <= n <= MAX_SAFE_INTEGER:
+        _fail(path, f"integer {n} is outside [-(2**53)+1, (2**53)-1]")
+
+
+def _float_to_int(f: float, path: str) -> int:
+    if f.is_integer() and MIN_SAFE_INTEGER <= f <= MAX_SAFE_INTEGER:
+        return int(f)
+    _fail(path, f"number {f!r} is not an integer in [-(2**53)+1, (2**53)-1]")
+
+
+def _fail(path: str, message: str) -> NoReturn:
+    raise InvalidJson(f"{path}: {message}" if path else message)
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+
+def parse_canonical_json(data: bytes | str) -> Any:
+    """Parse event JSON strictly (room versions 6 and later).
+
+    The input need not be canonically *formatted* (whitespace, key order and escapes are
+    free), but its values must be representable in canonical JSON: integers in range,
+    floats only when integral and in range (turned into ints: ``1e10`` -> ``10000000000``,
+    ``-0`` -> ``0``), no NaN or Infinity, no duplicate keys, valid UTF-8 with no lone
+    surrogates. Raises :class:`InvalidJson`.
+    """
+    text = _decode_utf8(data)
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_object_without_duplicates,
+            parse_int=_strict_int,
+            parse_float=_strict_float,
+            parse_constant=_reject_constant,
+        )
+    except json.JSONDecodeError as e:
+        raise InvalidJson(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidJson("JSON is nested too deeply") from None
+    # Numbers and keys are already checked; this catches lone surrogates from \uD800 escapes.
+    return check_canonical_values(value)
+
+
+def parse_json(data: bytes | str) -> Any:
+    """Parse a non-event JSON body leniently: standard JSON, floats and big integers allowed.
+
+    Rejects non-UTF-8 bytes and the non-standard constants NaN, Infinity and -Infinity.
+    Duplicate keys keep the last value. Raises :class:`InvalidJson`.
+    """
+    text = _decode_utf8(data)
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except InvalidJson:
+        raise
+    except json.JSONDecodeError as e:
+        raise InvalidJson(f"invalid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidJson("JSON is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer literal with more than 4300 digits
+        raise InvalidJson(f"invalid JSON: {e}") from None
+
+
+def _decode_utf8(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidJson(f"JSON is not valid UTF-8: {e}") from None
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidJson(f"duplicate object key {key!r}")
+            seen.add(key)
+    return obj
+
+
+def _strict_int(literal: str) -> int:
+    if len(literal) > _MAX_INT_LITERAL:
+        raise InvalidJson(f"integer {literal[:20]}... is outside [-(2**53)+1, (2**53)-1]")
+    n = int(literal)
+    _check_int_range(n, "")
+    return n
+
+
+def _strict_float(literal: str) -> int:
+    # Decimal keeps the literal exact, so "9007199254740993.0" is not rounded into range.
+    try:
+        d = Decimal(literal)
+    except InvalidOperation:  # pragma: no cover - the JSON scanner only passes numbers
+        raise InvalidJson(f"invalid number {literal!r}") from None
+    if d.is_zero():
+        return 0
+    if d.copy_abs() <= _MAX_DECIMAL:
+        whole = d.to_integral_value()
+        if whole == d:
+            return int(whole)
+    shown = literal if len(literal) <= 40 else literal[:40] + "..."
+    raise InvalidJson(f"number {shown} is not an integer in [-(2**53)+1, (2**53)-1]")
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise InvalidJson(f"{name} is not allowed in JSON")

@@ -1,0 +1,257 @@
+"""The SQLite database: one writer connection with group commit, one reader, migrations.
+
+Every write goes through :meth:`Database.write` as a ``*_txn`` coroutine function that
+receives the writer connection inside an open transaction. The writer task runs the
+queued functions one after the other in a single transaction (each under its own
+SAVEPOINT, so one failure does not undo the others), commits with
+``synchronous=FULL`` and only then resolves the callers' futures: an acknowledged
+write is on disk. A caller that is cancelled (a client hung up) does not cancel
+its write.
+
+Migrations are the numbered files in ``node/storage/migrations`` (``NNNN_name.sql``);
+``PRAGMA user_version`` records the last one applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TxnFn = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+# How many queued writes one transaction may carry.
+MAX_GROUP = 256
+
+
+class StorageError(Exception):
+    """The database cannot be used (corrupt, newer schema, disk problem)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def bundled_migrations() -> list[Migration]:
+    """The migrations shipped with this version of Croft, in order."""
+    out = []
+    root = resources.files("node.storage").joinpath("migrations")
+    for entry in root.iterdir():
+        m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if m:
+            out.append(Migration(int(m.group(1)), m.group(2), entry.read_text("utf-8")))
+    out.sort(key=lambda m: m.version)
+    for expected, mig in enumerate(out, start=1):
+        if mig.version != expected:
+            raise StorageError(f"migration numbering has a gap before {mig.version:04d}")
+    return out
+
+
+class _Job:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: TxnFn[Any], future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
+
+
+class Database:
+    """An open Croft database. Create with :meth:`open`, finish with :meth:`close`."""
+
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._reader_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        cache_kib: int = 8192,
+        migrations: list[Migration] | None = None,
+    ) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        try:
+            writer = await _connect(path, cache_kib)
+        except sqlite3.Error as e:
+            raise StorageError(f"{path}: cannot open database: {e}") from None
+        try:
+            await migrate(writer, bundled_migrations() if migrations is None else migrations)
+            reader = await _connect(path, cache_kib)
+            await reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await writer.close()
+            raise
+        db = cls(path, writer, reader)
+        db._task = asyncio.get_running_loop().create_task(db._writer_loop(), name="db-writer")
+        return db
+
+    async def close(self) -> None:
+        """Finish the queued writes, then close both connections."""
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+        await self._writer.close()
+        await self._reader.close()
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def write(self, fn: TxnFn[T]) -> T:
+        """Run ``fn(conn)`` in a write transaction; return once it is committed to disk."""
+        if self._task is None:
+            raise StorageError("database is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(fn, future))
+        # shield: a cancelled caller must not abandon a write that is about to commit.
+        return await asyncio.shield(future)
+
+    async def _writer_loop(self) -> None:
+        stop = False
+        while not stop:
+            job = await self._queue.get()
+            if job is None:
+                break
+            batch = [job]
+            while len(batch) < MAX_GROUP and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[_Job]) -> None:
+        conn = self._writer
+        results: list[tuple[bool, Any]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                await conn.execute("SAVEPOINT job")
+                try:
+                    value = await job.fn(conn)
+                except Exception as e:
+                    await conn.execute("ROLLBACK TO job")
+                    await conn.execute("RELEASE job")
+                    results.append((False, e))
+                else:
+                    await conn.execute("RELEASE job")
+                    results.append((True, value))
+            await conn.execute("COMMIT")
+        except Exception as e:
+            log.error("database commit failed: %s", e)
+            try:
+                await conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            err = StorageError(f"database write failed: {e}")
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(err)
+            return
+        for job, (ok, value) in zip(batch, results, strict=True):
+            if job.future.done():
+                continue
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self._reader_lock:
+            async with self._reader.execute(sql, tuple(params)) as cur:
+                return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self._reader_lock:
+            async with self._reader.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+
+    async def read(self, fn: TxnFn[T]) -> T:
+        """Run several reads in one consistent snapshot."""
+        async with self._reader_lock:
+            await self._reader.execute("BEGIN")
+            try:
+                return await fn(self._reader)
+            finally:
+                await self._reader.execute("COMMIT")
+
+
+async def _connect(path: Path, cache_kib: int) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is fsynced before it returns, so an acknowledged write survives
+    # a crash of the process and of the machine.
+    await conn.execute("PRAGMA synchronous=FULL")
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA busy_timeout=10000")
+    await conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    return conn
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: list[Migration]) -> int:
+    """Apply the migrations newer than the database's ``user_version``; return the version."""
+    current = await schema_version(conn)
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise StorageError(
+            f"database schema {current} is newer than this Croft understands ({latest}); "
+            "upgrade Croft"
+        )
+    for mig in migrations:
+        if mig.version <= current:
+            continue
+        log.info("applying database migration %04d_%s", mig.version, mig.name)
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(mig.sql):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version={mig.version}")
+            await conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            await conn.execute("ROLLBACK")
+            raise StorageError(f"migration {mig.version:04d}_{mig.name} failed: {e}") from None
+    return max(current, latest)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (sqlite3.complete_statement aware)."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if not buf and line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

@@ -1,0 +1,75 @@
+"""Shared fixtures: a real data directory, a real node on loopback, HTTP helpers."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.app import RunningNode, serve
+from node.config import Config, load_config
+from node.datadir import init_data_dir
+
+OWNER = "alice"
+PASSWORD = "correct horse battery staple"
+SERVER_NAME = "127.0.0.1:8448"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """An initialised data directory whose listeners take free loopback ports."""
+    d = tmp_path / "node"
+    init_data_dir(
+        d,
+        server_name=SERVER_NAME,
+        owner=OWNER,
+        password=PASSWORD,
+        client_listen="127.0.0.1:0",
+        federation_listen="127.0.0.1:0",
+    )
+    return d
+
+
+@pytest.fixture
+def config(data_dir: Path) -> Config:
+    return load_config(data_dir, environ={})
+
+
+@pytest.fixture
+async def node(config: Config) -> AsyncIterator[RunningNode]:
+    running = await serve(config)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+def client_url(node: RunningNode) -> str:
+    return f"http://{node.listeners['client']}"
+
+
+@pytest.fixture
+def federation_url(node: RunningNode) -> str:
+    return f"https://{node.listeners['federation']}"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the node's certificate is self-signed
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
+        yield session
+
+
+@pytest.fixture(autouse=True)
+def _no_croft_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up the developer's CROFT_* settings."""
+    for name in list(os.environ):
+        if name.startswith("CROFT_"):
+            monkeypatch.delenv(name)

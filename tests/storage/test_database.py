@@ -1,0 +1,167 @@
+"""The database: migrations from the first schema, group commit, failure isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from node.storage.database import Database, StorageError, bundled_migrations, schema_version
+
+
+async def test_fresh_database_has_latest_schema(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    try:
+        row = await db.fetchone("PRAGMA user_version")
+        assert row is not None and row[0] == bundled_migrations()[-1].version
+        row = await db.fetchone("PRAGMA journal_mode")
+        assert row is not None and row[0] == "wal"
+    finally:
+        await db.close()
+
+
+async def test_upgrade_from_first_schema_keeps_and_derives_data(tmp_path: Path) -> None:
+    """A database made by schema 0001 is upgraded in place; its rows survive and the
+    tables that later schemas derive from events are filled."""
+    path = tmp_path / "old.db"
+    first = bundled_migrations()[:1]
+    db = await Database.open(path, migrations=first)
+    pdus = {
+        "$create": {
+            "type": "m.room.create",
+            "state_key": "",
+            "prev_events": [],
+            "auth_events": [],
+            "content": {"room_version": "12"},
+        },
+        "$msg": {
+            "type": "m.room.message",
+            "prev_events": ["$create"],
+            "auth_events": ["$create"],
+            "content": {"body": "hi"},
+        },
+    }
+
+    async def txn(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO accounts (user_id, password_hash, created_ts) VALUES (?, ?, 1)",
+            ("@a:x", "hash"),
+        )
+        for eid, pdu in pdus.items():
+            await conn.execute(
+                "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
+                " origin_server_ts, received_ts, json) VALUES (?, '!r', ?, ?, '@a:x', 1, 1, 1, ?)",
+                (eid, pdu["type"], pdu.get("state_key"), json.dumps(pdu).encode()),
+            )
+
+    await db.write(txn)
+    await db.close()
+
+    db = await Database.open(path)  # all migrations
+    try:
+        assert (await db.fetchone("PRAGMA user_version"))[0] == bundled_migrations()[-1].version
+        assert (await db.fetchone("SELECT user_id FROM accounts"))[0] == "@a:x"
+        edges = await db.fetchall("SELECT event_id, prev_event_id FROM event_edges")
+        assert [tuple(r) for r in edges] == [("$msg", "$create")]
+        ext = await db.fetchall("SELECT event_id FROM forward_extremities")
+        assert [r[0] for r in ext] == ["$msg"]
+        state = await db.fetchall("SELECT type, event_id FROM current_state")
+        assert [tuple(r) for r in state] == [("m.room.create", "$create")]
+        stored = await db.fetchone("SELECT json FROM events WHERE event_id = '$msg'")
+        assert json.loads(stored[0]) == pdus["$msg"]
+    finally:
+        await db.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version=999")
+    conn.close()
+    with pytest.raises(StorageError, match="newer"):
+        await Database.open(path)
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError):
+        await Database.open(path)
+
+
+async def test_concurrent_writes_are_grouped_and_all_committed(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "g.db")
+    try:
+
+        async def insert(i: int) -> int:
+            async def txn(conn: aiosqlite.Connection) -> int:
+                await conn.execute(
+                    "INSERT INTO rooms (room_id, room_version, created_ts) VALUES (?, '12', 0)",
+                    (f"!r{i}",),
+                )
+                return i
+
+            return await db.write(txn)
+
+        results = await asyncio.gather(*(insert(i) for i in range(500)))
+        assert results == list(range(500))
+        assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 500
+    finally:
+        await db.close()
+
+
+async def test_a_failing_write_does_not_undo_its_neighbours(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "f.db")
+    try:
+
+        async def good(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!ok', '12', 0)"
+            )
+
+        async def bad(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!bad', '12', 0)"
+            )
+            raise ValueError("boom")
+
+        outcome = await asyncio.gather(db.write(good), db.write(bad), return_exceptions=True)
+        assert outcome[0] is None
+        assert isinstance(outcome[1], ValueError)
+        rows = await db.fetchall("SELECT room_id FROM rooms")
+        assert [r[0] for r in rows] == ["!ok"]
+    finally:
+        await db.close()
+
+
+async def test_cancelled_caller_still_commits(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "c.db")
+    try:
+
+        async def slow(conn: aiosqlite.Connection) -> None:
+            await asyncio.sleep(0.05)
+            await conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!c', '12', 0)"
+            )
+
+        task = asyncio.ensure_future(db.write(slow))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await db.close()  # drains the queue
+    db = await Database.open(tmp_path / "c.db")
+    try:
+        assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 1
+    finally:
+        await db.close()
+
+
+async def test_schema_version_helper(tmp_path: Path) -> None:
+    async with aiosqlite.connect(tmp_path / "v.db") as conn:
+        assert await schema_version(conn) == 0
