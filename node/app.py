@@ -25,8 +25,10 @@ from node.appkeys import NODE
 from node.config import Config, ListenAddress
 from node.datadir import SIGNING_KEY_FILE, remove_run_file, write_run_file
 from node.federation.keys import ServerKey, load_signing_key_file
+from node.rooms.service import RoomService
 from node.storage.accounts import AccountStore
 from node.storage.database import Database
+from node.storage.events import EventStore
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Node:
     db: Database
     server_key: ServerKey
     accounts: AccountService
+    events: EventStore
+    rooms: RoomService
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -53,7 +57,9 @@ class Node:
         db = await Database.open(config.database_path, cache_kib=config.storage.sqlite_cache_kib)
         server_key = ServerKey(config.server_name, signing_key)
         accounts = AccountService(AccountStore(db), config.server_name)
-        return cls(config, db, server_key, accounts)
+        events = EventStore(db)
+        rooms = RoomService(db, events, server_key)
+        return cls(config, db, server_key, accounts, events, rooms)
 
     async def stop(self) -> None:
         await self.db.close()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.client_api import login, versions
+from node.client_api import login, rooms, versions
 
 
 def add_routes(app: web.Application) -> None:
-    for module in (versions, login):
+    for module in (versions, login, rooms):
         app.router.add_routes(module.routes)

@@ -1,0 +1,205 @@
+"""Creating rooms, sending events, reading state and single events.
+
+Spec: api/client-server/create_room.yaml (POST /createRoom), room_send.yaml
+(PUT /rooms/{roomId}/send/{eventType}/{txnId}), room_state.yaml
+(PUT /rooms/{roomId}/state/{eventType}/{stateKey}), rooms.yaml (GET .../state,
+.../state/{eventType}/{stateKey}, .../event/{eventId}), list_joined_rooms.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.accounts import Requester
+from node.appkeys import NODE
+from node.client_api.request import authenticated, json_object
+from node.errors import MatrixError, bad_json, forbidden, invalid_param, json_response, not_found
+from node.events.client_format import to_client_event
+from node.events.pdu import MEMBER
+from node.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+from node.ids import InvalidId, RoomID
+from node.rooms.creation import PRESETS, PlannedEvent, RoomRequest
+from node.storage.events import TxnKey
+
+routes = web.RouteTableDef()
+V3 = "/_matrix/client/v3"
+
+
+def _room_id(request: web.Request) -> str:
+    raw = request.match_info["room_id"]
+    try:
+        RoomID.parse(raw)
+    except InvalidId as e:
+        raise invalid_param(f"Invalid room ID: {e}") from None
+    return raw
+
+
+def _opt_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise bad_json(f"'{name}' must be a string")
+    return value
+
+
+def _opt_obj(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise bad_json(f"'{name}' must be an object")
+    return value
+
+
+def parse_create_room(body: dict[str, Any], creator: str) -> RoomRequest:
+    visibility = _opt_str(body, "visibility") or "private"
+    if visibility not in ("public", "private"):
+        raise bad_json("'visibility' must be 'public' or 'private'")
+    preset = _opt_str(body, "preset") or (
+        "public_chat" if visibility == "public" else "private_chat"
+    )
+    if preset not in PRESETS:
+        raise bad_json(f"Unknown preset {preset!r}")
+    version_id = body.get("room_version", DEFAULT_ROOM_VERSION.identifier)
+    if version_id not in KNOWN_ROOM_VERSIONS:
+        raise MatrixError(
+            400, "M_UNSUPPORTED_ROOM_VERSION", f"Room version {version_id!r} is not supported"
+        )
+    if body.get("room_alias_name") is not None:
+        raise MatrixError(400, "M_UNKNOWN", "Room aliases are not available on this node yet")
+    invite = body.get("invite") or []
+    if not isinstance(invite, list) or not all(isinstance(u, str) for u in invite):
+        raise bad_json("'invite' must be a list of user IDs")
+    if invite:
+        raise MatrixError(
+            400,
+            "M_UNKNOWN",
+            "Inviting users on other servers needs federation, which this node does not offer yet",
+        )
+    initial_state = []
+    raw_state = body.get("initial_state") or []
+    if not isinstance(raw_state, list):
+        raise bad_json("'initial_state' must be a list")
+    for item in raw_state:
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise bad_json("each initial_state entry needs a string 'type'")
+        state_key = item.get("state_key", "")
+        content = item.get("content")
+        if not isinstance(state_key, str) or not isinstance(content, dict):
+            raise bad_json("initial_state entries need a string 'state_key' and object 'content'")
+        if item["type"] in ("m.room.create", MEMBER):
+            raise bad_json(f"{item['type']} cannot be given in initial_state")
+        initial_state.append(PlannedEvent(item["type"], state_key, content))
+    is_direct = body.get("is_direct", False)
+    if not isinstance(is_direct, bool):
+        raise bad_json("'is_direct' must be a boolean")
+    return RoomRequest(
+        creator=creator,
+        room_version=KNOWN_ROOM_VERSIONS[version_id],
+        preset=preset,
+        name=_opt_str(body, "name"),
+        topic=_opt_str(body, "topic"),
+        creation_content=_opt_obj(body, "creation_content") or {},
+        initial_state=initial_state,
+        power_level_content_override=_opt_obj(body, "power_level_content_override"),
+        invite=invite,
+        is_direct=is_direct,
+    )
+
+
+@routes.post(f"{V3}/createRoom")
+@authenticated
+async def create_room(request: web.Request, requester: Requester) -> web.Response:
+    """POST /_matrix/client/v3/createRoom"""
+    req = parse_create_room(await json_object(request), requester.user_id)
+    room_id = await request.app[NODE].rooms.create_room(req)
+    return json_response({"room_id": room_id})
+
+
+@routes.put(V3 + "/rooms/{room_id}/send/{event_type}/{txn_id}")
+@authenticated
+async def send_event(request: web.Request, requester: Requester) -> web.Response:
+    """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
+    room_id = _room_id(request)
+    content = await json_object(request, allow_empty=False)
+    txn = TxnKey(requester.user_id, requester.device_id, request.match_info["txn_id"])
+    event_id = await request.app[NODE].rooms.send(
+        requester.user_id, room_id, request.match_info["event_type"], content, txn=txn
+    )
+    return json_response({"event_id": event_id})
+
+
+@routes.put(V3 + "/rooms/{room_id}/state/{event_type}")
+@routes.put(V3 + "/rooms/{room_id}/state/{event_type}/{state_key:.*}")
+@authenticated
+async def put_state(request: web.Request, requester: Requester) -> web.Response:
+    """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    room_id = _room_id(request)
+    content = await json_object(request, allow_empty=True)
+    state_key = request.match_info.get("state_key", "")
+    event_id = await request.app[NODE].rooms.send(
+        requester.user_id,
+        room_id,
+        request.match_info["event_type"],
+        content,
+        state_key=state_key,
+    )
+    return json_response({"event_id": event_id})
+
+
+async def _joined_state(
+    request: web.Request, requester: Requester, room_id: str
+) -> dict[tuple[str, str], str]:
+    events = request.app[NODE].events
+    ids = await events.get_current_state_ids(room_id)
+    member_id = ids.get((MEMBER, requester.user_id))
+    member = await events.get_event(member_id) if member_id else None
+    if member is None or member.event.membership != "join":
+        raise forbidden(f"{requester.user_id} is not in room {room_id}")
+    return ids
+
+
+@routes.get(V3 + "/rooms/{room_id}/state")
+@authenticated
+async def get_state(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/rooms/{roomId}/state"""
+    room_id = _room_id(request)
+    ids = await _joined_state(request, requester, room_id)
+    stored = await request.app[NODE].events.get_events(ids.values())
+    return json_response([to_client_event(s.event) for s in stored.values()])
+
+
+@routes.get(V3 + "/rooms/{room_id}/state/{event_type}")
+@routes.get(V3 + "/rooms/{room_id}/state/{event_type}/{state_key:.*}")
+@authenticated
+async def get_state_event(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    room_id = _room_id(request)
+    ids = await _joined_state(request, requester, room_id)
+    key = (request.match_info["event_type"], request.match_info.get("state_key", ""))
+    event_id = ids.get(key)
+    stored = await request.app[NODE].events.get_event(event_id) if event_id else None
+    if stored is None:
+        raise not_found("Event not found.")
+    if request.query.get("format") == "event":
+        return json_response(to_client_event(stored.event))
+    return json_response(stored.event.content)
+
+
+@routes.get(V3 + "/rooms/{room_id}/event/{event_id}")
+@authenticated
+async def get_event(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
+    room_id = _room_id(request)
+    await _joined_state(request, requester, room_id)
+    stored = await request.app[NODE].events.get_event(request.match_info["event_id"])
+    if stored is None or stored.event.room_id != room_id or stored.event.rejected:
+        raise not_found("Event not found.")
+    return json_response(to_client_event(stored.event))
+
+
+@routes.get(V3 + "/joined_rooms")
+@authenticated
+async def joined_rooms(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/joined_rooms"""
+    rooms = await request.app[NODE].events.get_rooms_with_member(requester.user_id, "join")
+    return json_response({"joined_rooms": rooms})

@@ -1,0 +1,34 @@
+"""Events as clients see them: the ClientEvent format.
+
+Spec: api/client-server/definitions/client_event.yaml (and
+client_event_without_room_id.yaml for /sync); unsigned.age is computed at serve time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from node.events.pdu import Event
+
+
+def to_client_event(
+    event: Event, *, include_room_id: bool = True, now_ms: int | None = None
+) -> dict[str, Any]:
+    raw = event.raw
+    out: dict[str, Any] = {
+        "content": raw.get("content", {}),
+        "event_id": event.event_id,
+        "origin_server_ts": raw.get("origin_server_ts", 0),
+        "sender": raw["sender"],
+        "type": raw["type"],
+    }
+    if include_room_id:
+        out["room_id"] = event.room_id
+    if "state_key" in raw:
+        out["state_key"] = raw["state_key"]
+    if not event.room_version.redacts_in_content and "redacts" in raw:
+        out["redacts"] = raw["redacts"]
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    out["unsigned"] = {"age": max(0, now_ms - int(raw.get("origin_server_ts", 0)))}
+    return out

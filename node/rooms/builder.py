@@ -1,0 +1,77 @@
+"""Building this server's own events: fields, content hash, signature, event ID.
+
+Spec: content/server-server-api.md "Signing Events" (hash, then sign the redacted
+copy) and "Auth events selection"; PDU formats api/server-server/definitions/pdu_v*.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from node.events.canonical import encode_canonical_json
+from node.events.hashing import add_content_hash, room_id_from_create_event_id
+from node.events.pdu import CREATE, Event, StateKey
+from node.events.room_versions import RoomVersion
+from node.events.signing import sign_event
+from node.federation.keys import ServerKey
+from node.rooms.auth import auth_types_for_event
+
+# Spec: "Size limits": a PDU, as canonical JSON, is at most 65536 bytes.
+MAX_PDU_BYTES = 65536
+# Cap on prev_events of an event we build (the spec allows up to 20).
+MAX_PREV_EVENTS = 10
+
+
+class EventTooLarge(ValueError):
+    pass
+
+
+def build_event(
+    *,
+    room_version: RoomVersion,
+    server_key: ServerKey,
+    room_id: str | None,
+    sender: str,
+    event_type: str,
+    content: Mapping[str, Any],
+    state_key: str | None,
+    prev_events: Sequence[tuple[str, int]],
+    state: Mapping[StateKey, Event],
+    origin_server_ts: int,
+) -> Event:
+    """Build, hash and sign an event on top of ``prev_events`` ((id, depth) pairs),
+    choosing its auth events from ``state`` (the state before it)."""
+    pdu: dict[str, Any] = {
+        "type": event_type,
+        "sender": sender,
+        "content": dict(content),
+        "origin_server_ts": origin_server_ts,
+    }
+    if state_key is not None:
+        pdu["state_key"] = state_key
+    is_v12_create = room_version.room_id_is_create_event_id and event_type == CREATE
+    if not is_v12_create:
+        if room_id is None:
+            raise ValueError("room_id is required except on a v12 create event")
+        pdu["room_id"] = room_id
+    if not room_version.implicit_room_creator:
+        pdu["origin"] = server_key.server_name  # dropped from the PDU format in v11
+    prev = list(prev_events)[:MAX_PREV_EVENTS]
+    pdu["prev_events"] = [eid for eid, _ in prev]
+    pdu["depth"] = min(max((d for _, d in prev), default=0) + 1, 2**53 - 1)
+    pdu["auth_events"] = sorted(
+        state[key].event_id for key in auth_types_for_event(room_version, pdu) if key in state
+    )
+    pdu = add_content_hash(pdu)
+    pdu = sign_event(pdu, server_key.server_name, server_key.signing_key, room_version)
+    if len(encode_canonical_json(pdu)) > MAX_PDU_BYTES:
+        raise EventTooLarge(f"event is larger than {MAX_PDU_BYTES} bytes")
+    return Event.from_pdu(pdu, room_version)
+
+
+def room_id_for_create(create: Event) -> str:
+    """The room ID a create event founds: derived (v12) or the one it carries."""
+    if create.room_version.room_id_is_create_event_id:
+        return room_id_from_create_event_id(create.event_id)
+    return create.room_id

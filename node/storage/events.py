@@ -1,0 +1,196 @@
+"""Events and the room DAG (tables: rooms, events, event_edges, event_auth,
+forward_extremities, current_state, event_txn_ids).
+
+An event's JSON is stored as the exact bytes that were hashed and signed (or
+received), so it can be re-hashed and served verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import aiosqlite
+
+from node.events.canonical import encode_canonical_json
+from node.events.pdu import Event, StateKey
+from node.events.room_versions import RoomVersion, room_version
+from node.storage.accounts import now_ms
+from node.storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: Event
+    stream_ordering: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxnKey:
+    """A client's transaction ID, scoped to its device (spec: "Transaction identifiers")."""
+
+    user_id: str
+    device_id: str
+    txn_id: str
+
+
+class EventStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    async def get_room_version(self, room_id: str) -> RoomVersion | None:
+        row = await self.db.fetchone("SELECT room_version FROM rooms WHERE room_id = ?", (room_id,))
+        return room_version(row[0]) if row else None
+
+    # -- writes (run inside Database.write) ---------------------------------------------
+
+    @staticmethod
+    async def store_room_txn(conn: aiosqlite.Connection, room_id: str, version: str) -> None:
+        await conn.execute(
+            "INSERT OR IGNORE INTO rooms (room_id, room_version, created_ts) VALUES (?, ?, ?)",
+            (room_id, version, now_ms()),
+        )
+
+    @staticmethod
+    async def persist_event_txn(
+        conn: aiosqlite.Connection,
+        event: Event,
+        *,
+        txn: TxnKey | None = None,
+        update_current_state: bool = True,
+    ) -> int:
+        """Store an accepted event at the head of its room: the row, its DAG edges,
+        the forward extremities and (for state) the current state. Returns its
+        stream ordering."""
+        raw = event.raw
+        cur = await conn.execute(
+            "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
+            " origin_server_ts, received_ts, rejected_reason, json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.event_id,
+                event.room_id,
+                event.type,
+                event.state_key,
+                event.sender,
+                event.depth,
+                event.origin_server_ts,
+                now_ms(),
+                event.rejected_reason,
+                encode_canonical_json(raw),
+            ),
+        )
+        stream = int(cur.lastrowid or 0)
+        await conn.executemany(
+            "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?, ?)",
+            [(event.event_id, p) for p in event.prev_event_ids],
+        )
+        await conn.executemany(
+            "INSERT OR IGNORE INTO event_auth (event_id, auth_id) VALUES (?, ?)",
+            [(event.event_id, a) for a in event.auth_event_ids],
+        )
+        if event.rejected_reason is None:
+            await conn.executemany(
+                "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
+                [(event.room_id, p) for p in event.prev_event_ids],
+            )
+            await conn.execute(
+                "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
+                (event.room_id, event.event_id),
+            )
+            if update_current_state and event.is_state:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id)"
+                    " VALUES (?, ?, ?, ?)",
+                    (event.room_id, event.type, event.state_key, event.event_id),
+                )
+        if txn is not None:
+            await conn.execute(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (txn.user_id, txn.device_id, txn.txn_id, event.event_id, now_ms()),
+            )
+        return stream
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get_event(self, event_id: str) -> StoredEvent | None:
+        found = await self.get_events([event_id])
+        return found.get(event_id)
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        ids = list(dict.fromkeys(event_ids))
+        out: dict[str, StoredEvent] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json, r.room_version"
+                " FROM events e JOIN rooms r ON r.room_id = e.room_id"
+                f" WHERE e.event_id IN ({marks})",
+                chunk,
+            )
+            for row in rows:
+                event = Event(
+                    row["event_id"],
+                    room_version(row["room_version"]),
+                    json.loads(row["json"]),
+                    row["rejected_reason"],
+                )
+                out[event.event_id] = StoredEvent(event, row["stream_ordering"])
+        return out
+
+    async def get_event_json(self, event_id: str) -> bytes | None:
+        row = await self.db.fetchone("SELECT json FROM events WHERE event_id = ?", (event_id,))
+        return bytes(row[0]) if row else None
+
+    async def get_forward_extremities(self, room_id: str) -> list[tuple[str, int]]:
+        """(event ID, depth) of the room's forward extremities."""
+        rows = await self.db.fetchall(
+            "SELECT f.event_id, e.depth FROM forward_extremities f"
+            " JOIN events e ON e.event_id = f.event_id WHERE f.room_id = ?"
+            " ORDER BY e.depth DESC, e.stream_ordering DESC",
+            (room_id,),
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
+        rows = await self.db.fetchall(
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
+        )
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    async def get_txn_event_id(self, txn: TxnKey) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+            (txn.user_id, txn.device_id, txn.txn_id),
+        )
+        return row[0] if row else None
+
+    async def get_rooms_with_member(self, user_id: str, membership: str) -> list[str]:
+        rows = await self.db.fetchall(
+            "SELECT c.room_id FROM current_state c JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.type = 'm.room.member' AND c.state_key = ?"
+            " AND json_extract(e.json, '$.content.membership') = ?",
+            (user_id, membership),
+        )
+        return [r[0] for r in rows]
+
+    async def count_events(self, room_id: str | None = None) -> int:
+        if room_id is None:
+            row = await self.db.fetchone("SELECT COUNT(*) FROM events")
+        else:
+            row = await self.db.fetchone(
+                "SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)
+            )
+        return int(row[0]) if row else 0
+
+
+def state_map(
+    events: Mapping[str, StoredEvent], ids: Mapping[StateKey, str]
+) -> dict[StateKey, Event]:
+    """Resolve a state map of IDs into events (IDs that are not stored are left out)."""
+    return {key: events[eid].event for key, eid in ids.items() if eid in events}
