@@ -1,0 +1,1 @@
+-- media: reserved; filled in by its area.

@@ -1,0 +1,1 @@
+-- push: reserved; filled in by its area.

@@ -1,0 +1,1 @@
+-- streams: reserved; filled in by its area.

@@ -1,0 +1,1 @@
+-- e2ee: reserved; filled in by its area.

@@ -1,0 +1,1 @@
+-- account_data: reserved; filled in by its area.
