@@ -29,6 +29,7 @@ from node.rooms.service import RoomService
 from node.storage.accounts import AccountStore
 from node.storage.database import Database
 from node.storage.events import EventStore
+from node.sync.notifier import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Node:
     accounts: AccountService
     events: EventStore
     rooms: RoomService
+    notifier: Notifier
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -58,8 +60,10 @@ class Node:
         server_key = ServerKey(config.server_name, signing_key)
         accounts = AccountService(AccountStore(db), config.server_name)
         events = EventStore(db)
-        rooms = RoomService(db, events, server_key)
-        return cls(config, db, server_key, accounts, events, rooms)
+        notifier = Notifier()
+        notifier.set_initial("events", await events.max_stream_ordering())
+        rooms = RoomService(db, events, server_key, notifier)
+        return cls(config, db, server_key, accounts, events, rooms, notifier)
 
     async def stop(self) -> None:
         await self.db.close()
@@ -156,7 +160,6 @@ async def serve(config: Config) -> RunningNode:
         await client.setup()
         runners.append(client)
         listeners["client"] = await _start_site(client, "client", config.client.listen)
-        log.info("client API listening on http://%s", listeners["client"])
         if config.federation.enabled:
             from node.federation.tls import server_ssl_context
 
@@ -170,17 +173,21 @@ async def serve(config: Config) -> RunningNode:
             listeners["federation"] = await _start_site(
                 fed, "federation", config.federation.listen, ssl_context=ctx
             )
-            log.info("federation API listening on https://%s", listeners["federation"])
     except BaseException:
         for runner in reversed(runners):
             await runner.cleanup()
         await node.stop()
         raise
+    # Logged once every listener is open: a failed start logs no address it gave up.
+    log.info("client API listening on http://%s", listeners["client"])
+    if "federation" in listeners:
+        log.info("federation API listening on https://%s", listeners["federation"])
     write_run_file(
         config.data_dir,
         {
             "pid": os.getpid(),
             "server_name": config.server_name,
+            "profile": config.profile,
             "listeners": listeners,
             "started_at": node.started_at,
         },

@@ -28,6 +28,7 @@ from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
 from node.storage.database import Database
 from node.storage.events import EventStore, TxnKey, state_map
+from node.sync.notifier import Notifier
 
 # How many rooms keep their head (extremities and current state) in memory.
 HEAD_CACHE_ROOMS = 64
@@ -56,10 +57,13 @@ class RoomHead:
 
 
 class RoomService:
-    def __init__(self, db: Database, events: EventStore, server_key: ServerKey) -> None:
+    def __init__(
+        self, db: Database, events: EventStore, server_key: ServerKey, notifier: Notifier
+    ) -> None:
         self.db = db
         self.events = events
         self.server_key = server_key
+        self.notifier = notifier
         self._locks: dict[str, asyncio.Lock] = {}
         self._heads: OrderedDict[str, RoomHead] = OrderedDict()
 
@@ -117,8 +121,11 @@ class RoomService:
                 raise forbidden(f"{sender} is not in room {room_id}")
             event = self._build(head, room_id, sender, event_type, content, state_key)
             self._authorise(event, head)
-            await self.db.write(lambda conn: self.events.persist_event_txn(conn, event, txn=txn))
+            stream = await self.db.write(
+                lambda conn: self.events.persist_event_txn(conn, event, txn=txn)
+            )
             head.advance(event)
+        self.notifier.notify("events", stream)
         return event.event_id
 
     def _build(
@@ -177,14 +184,17 @@ class RoomService:
         assert room_id is not None
         final_room_id = room_id
 
-        async def txn(conn: aiosqlite.Connection) -> None:
+        async def txn(conn: aiosqlite.Connection) -> int:
             await EventStore.store_room_txn(conn, final_room_id, req.room_version.identifier)
+            stream = 0
             for event in built:
-                await EventStore.persist_event_txn(conn, event)
+                stream = await EventStore.persist_event_txn(conn, event)
+            return stream
 
         async with self._lock(room_id):
-            await self.db.write(txn)
+            stream = await self.db.write(txn)
             self._heads[room_id] = head
+        self.notifier.notify("events", stream)
         return room_id
 
 

@@ -179,6 +179,10 @@ class EventStore:
         )
         return [r[0] for r in rows]
 
+    async def max_stream_ordering(self) -> int:
+        row = await self.db.fetchone("SELECT MAX(stream_ordering) FROM events")
+        return int(row[0]) if row and row[0] is not None else 0
+
     async def count_events(self, room_id: str | None = None) -> int:
         if room_id is None:
             row = await self.db.fetchone("SELECT COUNT(*) FROM events")

@@ -1,0 +1,1 @@
+"""/sync: stream tokens, the notifier, filters and response assembly."""
