@@ -1,6 +1,8 @@
 """The owner's account: passwords, logins, devices and access tokens.
 
-Spec: content/client-server-api/_index.md "Login", "Logout", "Using access tokens".
+Spec: content/client-server-api/_index.md "Login", "Logout", "Using access tokens";
+api/client-server/device_management.yaml (devices, last_seen_*) and
+password_management.yaml (a new password, other devices logged out).
 Passwords are hashed with argon2id (argon2-cffi) in a worker thread; a token is
 checked against an in-memory cache first, then the database.
 """
@@ -11,19 +13,20 @@ import asyncio
 import secrets
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import argon2
 
 from node.errors import MatrixError, forbidden
 from node.ids import InvalidId, UserID
-from node.storage.accounts import AccountStore, TokenOwner
+from node.storage.accounts import AccountStore, Device, TokenOwner, now_ms
 
 # OWASP's argon2id baseline (19 MiB, 2 passes): small enough for a sensor board.
 _HASHER = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 DEVICE_ID_ALPHABET = string.ascii_uppercase
+LAST_SEEN_INTERVAL_S = 60.0
 
 
 def hash_password(password: str) -> str:
@@ -97,6 +100,10 @@ class AccountService:
         self.server_name = server_name
         self.limiter = LoginRateLimiter()
         self._token_cache: dict[str, TokenOwner] = {}
+        self._last_seen: dict[str, float] = {}  # token -> when its device was last touched
+        # Called with the user ID after any of the user's devices were deleted (E2EE keys
+        # and to-device queues go with them: node/e2ee/service.py).
+        self.on_devices_deleted: list[Callable[[str], Awaitable[None]]] = []
 
     def qualify(self, user: str) -> str:
         """Turn a login identifier (``owner`` or ``@owner:server``) into a local user ID."""
@@ -144,7 +151,7 @@ class AccountService:
         await self.store.add_device_token(user_id, device_id, display_name, token)
         return LoginResult(user_id, device_id, token)
 
-    async def authenticate(self, token: str) -> Requester | None:
+    async def authenticate(self, token: str, ip: str | None = None) -> Requester | None:
         owner = self._token_cache.get(token)
         if owner is None:
             owner = await self.store.get_token_owner(token)
@@ -153,7 +160,57 @@ class AccountService:
             if len(self._token_cache) > 1024:
                 self._token_cache.clear()
             self._token_cache[token] = owner
+        await self._seen(token, owner, ip)
         return Requester(owner.user_id, owner.device_id, token)
+
+    async def _seen(self, token: str, owner: TokenOwner, ip: str | None) -> None:
+        """Record the device's last use: at most once a minute per token (the spec's
+        client_device.yaml allows last_seen_* to be "a few minutes out of date")."""
+        now = time.monotonic()
+        last = self._last_seen.get(token)
+        if last is not None and now - last < LAST_SEEN_INTERVAL_S:
+            return
+        if len(self._last_seen) > 1024:
+            self._last_seen.clear()
+        self._last_seen[token] = now
+        await self.store.touch_device(owner.user_id, owner.device_id, now_ms(), ip)
+
+    # -- devices and passwords (device_management.yaml, password_management.yaml) ------
+
+    async def check_password(self, user_id: str, password: str) -> bool:
+        password_hash = await self.store.get_password_hash(user_id)
+        return password_hash is not None and await asyncio.to_thread(
+            verify_password, password_hash, password
+        )
+
+    async def change_password(
+        self, user_id: str, new_password: str, *, logout_devices: bool, keep_device: str | None
+    ) -> None:
+        """Set a new password; with ``logout_devices``, delete every other device and
+        its tokens (``keep_device`` is the requester's, None to keep none)."""
+        password_hash = await asyncio.to_thread(hash_password, new_password)
+        await self.store.change_password(
+            user_id, password_hash, logout=logout_devices, logout_except=keep_device
+        )
+        if logout_devices:
+            self._forget(lambda o: o.user_id == user_id and o.device_id != keep_device)
+            await self._devices_deleted(user_id)
+
+    async def get_devices(self, user_id: str) -> list[Device]:
+        return await self.store.get_devices(user_id)
+
+    async def get_device(self, user_id: str, device_id: str) -> Device | None:
+        return await self.store.get_device(user_id, device_id)
+
+    async def rename_device(self, user_id: str, device_id: str, display_name: str) -> bool:
+        return await self.store.set_device_display_name(user_id, device_id, display_name)
+
+    async def delete_devices(self, user_id: str, device_ids: Collection[str]) -> None:
+        """Delete devices and invalidate their tokens (unknown IDs are ignored)."""
+        wanted = set(device_ids)
+        await self.store.delete_devices(user_id, wanted)
+        self._forget(lambda o: o.user_id == user_id and o.device_id in wanted)
+        await self._devices_deleted(user_id)
 
     async def logout(self, requester: Requester) -> None:
         """Invalidate the token and delete its device (spec: POST /logout)."""
@@ -161,10 +218,16 @@ class AccountService:
         self._forget(
             lambda o: o.user_id == requester.user_id and o.device_id == requester.device_id
         )
+        await self._devices_deleted(requester.user_id)
 
     async def logout_all(self, requester: Requester) -> None:
         await self.store.delete_all_devices(requester.user_id)
         self._forget(lambda o: o.user_id == requester.user_id)
+        await self._devices_deleted(requester.user_id)
+
+    async def _devices_deleted(self, user_id: str) -> None:
+        for hook in self.on_devices_deleted:
+            await hook(user_id)
 
     def _forget(self, match: Callable[[TokenOwner], bool]) -> None:
         for token, owner in list(self._token_cache.items()):

@@ -24,12 +24,37 @@ from node.accounts import AccountService
 from node.appkeys import NODE
 from node.config import Config, ListenAddress
 from node.datadir import SIGNING_KEY_FILE, remove_run_file, write_run_file
+from node.directory.service import DirectoryService
+from node.directory.store import DirectoryStore
+from node.e2ee.service import E2EEService
+from node.ephemeral.presence import PresenceService
+from node.ephemeral.receipt_store import ReceiptStore
+from node.ephemeral.receipts import ReceiptService
+from node.ephemeral.sync import EphemeralSyncExtension
+from node.ephemeral.typing import TypingService
 from node.federation.keys import ServerKey, load_signing_key_file
+from node.media.service import MediaService
+from node.push.service import PushService
+from node.push.store import PushStore
+from node.push.sync import PushSyncExtension
+from node.relations.service import RelationsService, ignored_users_from
+from node.relations.store import RelationsStore
+from node.rooms.context import ContextService
 from node.rooms.service import RoomService
+from node.search.service import SearchService
+from node.search.store import SearchStore
+from node.storage.account_data import AccountDataStore
 from node.storage.accounts import AccountStore
 from node.storage.database import Database
 from node.storage.events import EventStore
+from node.storage.filters import FilterStore
+from node.storage.profiles import ProfileStore
 from node.sync.notifier import Notifier
+from node.sync.service import SyncService
+from node.users.account_data import AccountDataService
+from node.users.account_data_sync import AccountDataSync
+from node.users.filters import FilterService
+from node.users.profile import ProfileService
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +76,20 @@ class Node:
     events: EventStore
     rooms: RoomService
     notifier: Notifier
+    sync: SyncService
+    push: PushService
+    media: MediaService
+    account_data: AccountDataService
+    filters: FilterService
+    profiles: ProfileService
+    e2ee: E2EEService
+    typing: TypingService
+    receipts: ReceiptService
+    presence: PresenceService
+    relations: RelationsService
+    context: ContextService
+    search: SearchService
+    directory: DirectoryService
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -63,9 +102,66 @@ class Node:
         notifier = Notifier()
         notifier.set_initial("events", await events.max_stream_ordering())
         rooms = RoomService(db, events, server_key, notifier)
-        return cls(config, db, server_key, accounts, events, rooms, notifier)
+        sync = SyncService(events, notifier)
+        account_data_store = AccountDataStore(db)
+        notifier.set_initial("account_data", await account_data_store.max_stream_id())
+        account_data = AccountDataService(account_data_store, notifier)
+        sync.extensions.append(AccountDataSync(account_data_store))
+        filters = FilterService(FilterStore(db))
+        profiles = ProfileService(
+            ProfileStore(db), accounts.store, events, rooms, config.server_name
+        )
+        push = PushService(PushStore(db), events, config.server_name)
+        rooms.on_persisted.append(push.on_event)
+        media = MediaService(config, db)
+        await media.start()
+        e2ee = await E2EEService.start(db, events, notifier, config.server_name)
+        sync.extensions.append(e2ee.sync_extension())
+        accounts.on_devices_deleted.append(e2ee.devices_deleted)
+        typing = TypingService(notifier)
+        receipt_store = ReceiptStore(db)
+        notifier.set_initial("receipts", await receipt_store.max_stream_id())
+        receipts = ReceiptService(receipt_store, events, notifier, push, account_data)
+        presence = PresenceService(config.presence.enabled, notifier, events, config.server_name)
+        rooms.on_persisted += [typing.on_event, presence.on_event]
+        sync.extensions.append(EphemeralSyncExtension(typing, receipt_store, presence))
+        # Last: it reads the rooms the others put in the response.
+        sync.extensions.append(PushSyncExtension(push))
+        relations = RelationsService(
+            RelationsStore(db), events, ignored_users_from(account_data.get)
+        )
+        sync.bundle_aggregations = relations.bundle
+        context = ContextService(db, events)
+        search = SearchService(SearchStore(db), events, context, relations.bundle)
+        directory = DirectoryService(DirectoryStore(db), events, rooms, config.server_name)
+        return cls(
+            config=config,
+            db=db,
+            server_key=server_key,
+            accounts=accounts,
+            events=events,
+            rooms=rooms,
+            notifier=notifier,
+            sync=sync,
+            push=push,
+            media=media,
+            account_data=account_data,
+            filters=filters,
+            profiles=profiles,
+            e2ee=e2ee,
+            typing=typing,
+            receipts=receipts,
+            presence=presence,
+            relations=relations,
+            context=context,
+            search=search,
+            directory=directory,
+        )
 
     async def stop(self) -> None:
+        self.typing.close()
+        self.presence.close()
+        await self.push.close()
         await self.db.close()
 
 
@@ -102,7 +198,9 @@ def create_client_app(node: Node) -> web.Application:
             cors_middleware(node.config.client.cors_allow_origin),
             errors.error_middleware,
         ],
-        client_max_size=node.config.media.max_upload_bytes + 64 * 1024,
+        # Bounds bodies read whole (JSON). Media uploads stream to disk instead, limited
+        # by media.max_upload_bytes in node/media/service.py.
+        client_max_size=4 * 1024**2,
     )
     app[NODE] = node
     client_api.add_routes(app)

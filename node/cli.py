@@ -13,8 +13,8 @@ import logging
 import os
 import signal
 import sys
-import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 from node import __version__
 
@@ -28,8 +28,15 @@ class CliError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"croft: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="croft",
         description="Croft: a single-user Matrix homeserver for your own device.",
         epilog="The data directory defaults to $CROFT_HOME, else the platform's user data "
@@ -39,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"croft {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    init = sub.add_parser("init", help="create a data directory: config, keys, owner account")
+    init_help = "create a data directory: config, keys, owner account"
+    init = sub.add_parser("init", help=init_help, description=f"croft init: {init_help}.")
     _data_dir_arg(init)
     init.add_argument(
         "--server-name",
@@ -72,7 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="federation API address (default 0.0.0.0:8448)",
     )
 
-    run = sub.add_parser("run", help="start the node (runs `init` with defaults first if needed)")
+    run_help = "start the node (runs `init` with defaults first if needed)"
+    run = sub.add_parser(
+        "run",
+        help=run_help,
+        description=f"croft run: {run_help}. Stops cleanly on Ctrl-C or SIGTERM; "
+        "`croft status` shows whether it runs.",
+    )
     _data_dir_arg(run)
     run.add_argument(
         "--profile",
@@ -81,7 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="device profile to run with (overrides config.toml)",
     )
 
-    status = sub.add_parser("status", help="is the node running? name, listeners, store size")
+    status_help = "is the node running? name, listeners, store size"
+    status = sub.add_parser(
+        "status",
+        help=status_help,
+        description=f"croft status: {status_help}. Exit status 0 when it runs, "
+        f"{EXIT_NOT_RUNNING} when it does not.",
+    )
     _data_dir_arg(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     return parser
@@ -146,16 +166,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  owner:       {result.user_id}")
     if result.password is not None:
         print(f"  password:    {result.password}   (shown once: keep it somewhere safe)")
+    # `croft run` goes on serving after this: when stdout is a pipe or a journal, the
+    # generated password must not sit in the buffer until the node stops.
+    sys.stdout.flush()
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from node.config import load_config
-    from node.datadir import is_initialised
+    from node.datadir import is_initialised, lock_data_dir
 
     data_dir = _data_dir(args)
     if not is_initialised(data_dir):
-        print(f"No data directory at {data_dir}: initialising with defaults.")
+        print(f"No data directory at {data_dir}: initialising with defaults.", flush=True)
         cmd_init(
             argparse.Namespace(
                 data_dir=data_dir,
@@ -170,7 +193,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {"profile": args.profile} if args.profile else None
     config = load_config(data_dir, overrides=overrides)
     _setup_logging(config.logging.level)
-    asyncio.run(_run(config))
+    lock = lock_data_dir(data_dir)  # one node per data directory
+    try:
+        asyncio.run(_run(config))
+    finally:
+        if lock is not None:
+            os.close(lock)
     return 0
 
 
@@ -202,14 +230,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     run = read_run_file(data_dir)
     running = run is not None and _pid_alive(int(run.get("pid", 0)))
-    listeners = run.get("listeners", {}) if running and run else {}
+    if not running or run is None:
+        run = {}
+    listeners = run.get("listeners", {})
     answering = running and _answers(listeners.get("client"))
     info = {
         "running": running,
         "answering": answering,
-        "pid": run.get("pid") if running and run else None,
-        "server_name": config.server_name,
-        "profile": config.profile,
+        "pid": run.get("pid"),
+        # What the running node uses (`croft run --profile` and CROFT_* may differ
+        # from config.toml), else what the next `croft run` would use.
+        "server_name": run.get("server_name", config.server_name),
+        "profile": run.get("profile", config.profile),
         "data_dir": str(data_dir),
         "listeners": listeners,
         "store_bytes": store,
@@ -221,7 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if running and not answering:
             state += " (not answering)"
         print(f"croft {state}" + (f" (pid {info['pid']})" if running else ""))
-        print(f"  server name: {config.server_name}   profile: {config.profile}")
+        print(f"  server name: {info['server_name']}   profile: {info['profile']}")
         print(f"  data dir:    {data_dir}")
         for name, addr in listeners.items():
             scheme = "https" if name == "federation" else "http"
@@ -248,10 +280,12 @@ def _answers(addr: str | None) -> bool:
     host, _, port = addr.rpartition(":")
     if host in ("0.0.0.0", "[::]"):
         host = "127.0.0.1"
+    import urllib.request  # only `croft status` needs it; keep it off the `croft run` path
+
+    # No proxy: an http_proxy in the environment must not see (or break) a local probe.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(
-            f"http://{host}:{port}/_matrix/client/versions", timeout=2
-        ) as r:
+        with opener.open(f"http://{host}:{port}/_matrix/client/versions", timeout=2) as r:
             return bool(r.status == 200)
     except OSError:
         return False

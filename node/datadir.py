@@ -8,6 +8,7 @@ Layout::
     croft.db         SQLite database (+ -wal, -shm)
     tui.token        access token of the local TUI's device, mode 0600
     run.json         written while the node runs: pid and listeners (`croft status`)
+    run.lock         locked by the running node: one `croft run` per data directory
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import platformdirs
 
 from node.config import (
     CONFIG_FILE,
@@ -36,6 +35,7 @@ from node.ids import InvalidId, ServerName, UserID
 SIGNING_KEY_FILE = "signing.key"
 TUI_TOKEN_FILE = "tui.token"
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
 TUI_DEVICE_ID = "CROFTTUI"
 
 
@@ -44,6 +44,8 @@ def default_data_dir() -> Path:
     home = os.environ.get("CROFT_HOME")
     if home:
         return Path(home).expanduser()
+    import platformdirs  # only when no data directory was given
+
     return Path(platformdirs.user_data_dir("croft", appauthor=False))
 
 
@@ -119,6 +121,8 @@ def init_data_dir(
 
     server_name = server_name or default_server_name()
     owner = owner or default_owner()
+    if password == "":
+        raise ConfigError("--password must not be empty (leave it out to have one generated)")
     validate_init_args(server_name, owner, profile, client_listen, federation_listen)
     if is_initialised(data_dir):
         raise ConfigError(f"{data_dir} is already initialised ({CONFIG_FILE} exists)")
@@ -153,7 +157,11 @@ async def _create_owner(
     from node.storage.database import Database
 
     cache = int(load_profile(profile).get("storage", {}).get("sqlite_cache_kib", 8192))
-    db = await Database.open(data_dir / "croft.db", cache_kib=cache)
+    db_path = data_dir / "croft.db"
+    # The database holds the password hash and the messages: create it 0600 (SQLite
+    # gives its -wal and -shm files the same mode), whatever the umask.
+    os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    db = await Database.open(db_path, cache_kib=cache)
     try:
         accounts = AccountService(AccountStore(db), server_name)
         user_id = f"@{owner}:{server_name}"
@@ -169,6 +177,27 @@ def write_secret(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+def lock_data_dir(data_dir: Path) -> int | None:
+    """Claim the data directory for this process (one `croft run` at a time).
+
+    Returns the descriptor holding the lock (close it to release; the kernel releases
+    it when the process ends, however it ends), or None where ``fcntl`` is missing.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not a POSIX system
+        return None
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        run = read_run_file(data_dir) or {}
+        pid = f" (pid {run['pid']})" if "pid" in run else ""
+        raise ConfigError(f"{data_dir} is in use by another `croft run`{pid}") from None
+    return fd
 
 
 def write_run_file(data_dir: Path, info: dict[str, Any]) -> None:

@@ -7,9 +7,59 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.client_api import login, rooms, versions
+from node.client_api import (
+    account,
+    account_data,
+    capabilities,
+    context,
+    devices,
+    directory,
+    filter,
+    keys,
+    login,
+    media,
+    membership,
+    presence,
+    profile,
+    push,
+    receipts,
+    relations,
+    room_keys,
+    rooms,
+    search,
+    sync,
+    to_device,
+    typing,
+    uia,
+    versions,
+)
 
 
 def add_routes(app: web.Application) -> None:
-    for module in (versions, login, rooms):
+    for module in (
+        versions,
+        login,
+        rooms,
+        membership,
+        sync,
+        push,
+        media,
+        account_data,
+        filter,
+        profile,
+        capabilities,
+        devices,
+        account,
+        keys,
+        to_device,
+        room_keys,
+        typing,
+        receipts,
+        presence,
+        relations,
+        context,
+        search,
+        directory,
+    ):
         app.router.add_routes(module.routes)
+    uia.install(app)

@@ -30,7 +30,7 @@ async def json_object(request: web.Request, *, allow_empty: bool = False) -> dic
         raise not_json("Request body is empty; expected a JSON object")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise not_json("Content not JSON.") from None
     if not isinstance(body, dict):
         raise bad_json("Request body must be a JSON object")
@@ -55,7 +55,7 @@ async def requester_of(request: web.Request) -> Requester:
     token = access_token(request)
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token")
-    requester = await request.app[NODE].accounts.authenticate(token)
+    requester = await request.app[NODE].accounts.authenticate(token, request.remote)
     if requester is None:
         raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token", soft_logout=False)
     return requester

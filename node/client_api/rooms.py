@@ -8,6 +8,7 @@ Spec: api/client-server/create_room.yaml (POST /createRoom), room_send.yaml
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -15,11 +16,12 @@ from aiohttp import web
 from node.accounts import Requester
 from node.appkeys import NODE
 from node.client_api.request import authenticated, json_object
+from node.directory.service import local_alias
 from node.errors import MatrixError, bad_json, forbidden, invalid_param, json_response, not_found
 from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER
 from node.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
-from node.ids import InvalidId, RoomID
+from node.ids import InvalidId, RoomID, UserID
 from node.rooms.creation import PRESETS, PlannedEvent, RoomRequest
 from node.storage.events import TxnKey
 
@@ -27,7 +29,7 @@ routes = web.RouteTableDef()
 V3 = "/_matrix/client/v3"
 
 
-def _room_id(request: web.Request) -> str:
+def room_id_param(request: web.Request) -> str:
     raw = request.match_info["room_id"]
     try:
         RoomID.parse(raw)
@@ -64,8 +66,10 @@ def parse_create_room(body: dict[str, Any], creator: str) -> RoomRequest:
         raise MatrixError(
             400, "M_UNSUPPORTED_ROOM_VERSION", f"Room version {version_id!r} is not supported"
         )
-    if body.get("room_alias_name") is not None:
-        raise MatrixError(400, "M_UNKNOWN", "Room aliases are not available on this node yet")
+    alias_name = _opt_str(body, "room_alias_name")
+    canonical_alias = None
+    if alias_name is not None:  # the room's alias on this server (node/directory)
+        canonical_alias = local_alias(alias_name, UserID.parse(creator).domain)
     invite = body.get("invite") or []
     if not isinstance(invite, list) or not all(isinstance(u, str) for u in invite):
         raise bad_json("'invite' must be a list of user IDs")
@@ -103,6 +107,7 @@ def parse_create_room(body: dict[str, Any], creator: str) -> RoomRequest:
         power_level_content_override=_opt_obj(body, "power_level_content_override"),
         invite=invite,
         is_direct=is_direct,
+        canonical_alias=canonical_alias,
     )
 
 
@@ -110,8 +115,14 @@ def parse_create_room(body: dict[str, Any], creator: str) -> RoomRequest:
 @authenticated
 async def create_room(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/createRoom"""
-    req = parse_create_room(await json_object(request), requester.user_id)
-    room_id = await request.app[NODE].rooms.create_room(req)
+    body = await json_object(request)
+    req = parse_create_room(body, requester.user_id)
+    profile = await request.app[NODE].profiles.member_fields(requester.user_id)
+    req = dataclasses.replace(req, creator_profile=profile)
+    # The directory stores the alias and the directory entry with the room.
+    room_id = await request.app[NODE].directory.create_room(
+        req, publish=body.get("visibility") == "public"
+    )
     return json_response({"room_id": room_id})
 
 
@@ -119,9 +130,15 @@ async def create_room(request: web.Request, requester: Requester) -> web.Respons
 @authenticated
 async def send_event(request: web.Request, requester: Requester) -> web.Response:
     """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
-    room_id = _room_id(request)
+    room_id = room_id_param(request)
     content = await json_object(request, allow_empty=False)
-    txn = TxnKey(requester.user_id, requester.device_id, request.match_info["txn_id"])
+    # Spec: a transaction ID is scoped to the device and the request path.
+    txn = TxnKey(requester.user_id, requester.device_id, request.path)
+    node = request.app[NODE]
+    if await node.events.get_txn_event_id(txn) is None:  # a retry was checked already
+        await node.relations.check_new_event(
+            room_id, requester.user_id, request.match_info["event_type"], content
+        )
     event_id = await request.app[NODE].rooms.send(
         requester.user_id, room_id, request.match_info["event_type"], content, txn=txn
     )
@@ -133,9 +150,11 @@ async def send_event(request: web.Request, requester: Requester) -> web.Response
 @authenticated
 async def put_state(request: web.Request, requester: Requester) -> web.Response:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-    room_id = _room_id(request)
+    room_id = room_id_param(request)
     content = await json_object(request, allow_empty=True)
     state_key = request.match_info.get("state_key", "")
+    if request.match_info["event_type"] == "m.room.canonical_alias" and state_key == "":
+        await request.app[NODE].directory.check_canonical_alias(room_id, content)
     event_id = await request.app[NODE].rooms.send(
         requester.user_id,
         room_id,
@@ -146,7 +165,7 @@ async def put_state(request: web.Request, requester: Requester) -> web.Response:
     return json_response({"event_id": event_id})
 
 
-async def _joined_state(
+async def joined_state(
     request: web.Request, requester: Requester, room_id: str
 ) -> dict[tuple[str, str], str]:
     events = request.app[NODE].events
@@ -162,8 +181,8 @@ async def _joined_state(
 @authenticated
 async def get_state(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
-    room_id = _room_id(request)
-    ids = await _joined_state(request, requester, room_id)
+    room_id = room_id_param(request)
+    ids = await joined_state(request, requester, room_id)
     stored = await request.app[NODE].events.get_events(ids.values())
     return json_response([to_client_event(s.event) for s in stored.values()])
 
@@ -173,8 +192,8 @@ async def get_state(request: web.Request, requester: Requester) -> web.Response:
 @authenticated
 async def get_state_event(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-    room_id = _room_id(request)
-    ids = await _joined_state(request, requester, room_id)
+    room_id = room_id_param(request)
+    ids = await joined_state(request, requester, room_id)
     key = (request.match_info["event_type"], request.match_info.get("state_key", ""))
     event_id = ids.get(key)
     stored = await request.app[NODE].events.get_event(event_id) if event_id else None
@@ -189,12 +208,14 @@ async def get_state_event(request: web.Request, requester: Requester) -> web.Res
 @authenticated
 async def get_event(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
-    room_id = _room_id(request)
-    await _joined_state(request, requester, room_id)
+    room_id = room_id_param(request)
+    await joined_state(request, requester, room_id)
     stored = await request.app[NODE].events.get_event(request.match_info["event_id"])
     if stored is None or stored.event.room_id != room_id or stored.event.rejected:
         raise not_found("Event not found.")
-    return json_response(to_client_event(stored.event))
+    out = to_client_event(stored.event)
+    await request.app[NODE].relations.bundle([(stored.event, out)], requester.user_id)
+    return json_response(out)
 
 
 @routes.get(V3 + "/joined_rooms")

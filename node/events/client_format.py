@@ -30,5 +30,9 @@ def to_client_event(
     if not event.room_version.redacts_in_content and "redacts" in raw:
         out["redacts"] = raw["redacts"]
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    out["unsigned"] = {"age": max(0, now_ms - int(raw.get("origin_server_ts", 0)))}
+    unsigned: dict[str, Any] = {"age": max(0, now_ms - int(raw.get("origin_server_ts", 0)))}
+    served = raw.get("unsigned")
+    if isinstance(served, dict) and "redacted_because" in served:
+        unsigned["redacted_because"] = served["redacted_because"]
+    out["unsigned"] = unsigned
     return out

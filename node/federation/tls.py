@@ -8,15 +8,9 @@ self-signed certificate is enough to start; a real one can be configured.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 import ssl
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from node.ids import ServerName
 
@@ -25,6 +19,15 @@ CERT_VALIDITY = dt.timedelta(days=3650)
 
 def create_self_signed_certificate(server_name: str, cert_path: Path, key_path: Path) -> None:
     """Write a self-signed ECDSA P-256 certificate for the server name's host."""
+    # Imported here, not at the top: `croft run` only loads the certificate (ssl), and
+    # cryptography.x509 costs ~8 MB of resident memory and ~20 ms of start-up.
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     host = ServerName.parse(server_name).host
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])])

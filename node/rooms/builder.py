@@ -39,9 +39,11 @@ def build_event(
     prev_events: Sequence[tuple[str, int]],
     state: Mapping[StateKey, Event],
     origin_server_ts: int,
+    extra: Mapping[str, Any] | None = None,
 ) -> Event:
     """Build, hash and sign an event on top of ``prev_events`` ((id, depth) pairs),
-    choosing its auth events from ``state`` (the state before it)."""
+    choosing its auth events from ``state`` (the state before it). ``extra`` adds
+    top-level fields (``redacts`` of a redaction before room v11)."""
     pdu: dict[str, Any] = {
         "type": event_type,
         "sender": sender,
@@ -50,6 +52,10 @@ def build_event(
     }
     if state_key is not None:
         pdu["state_key"] = state_key
+    for key, value in (extra or {}).items():
+        if key in pdu or key in ("prev_events", "auth_events", "depth", "hashes", "signatures"):
+            raise ValueError(f"extra field {key!r} would overwrite a built field")
+        pdu[key] = value
     is_v12_create = room_version.room_id_is_create_event_id and event_type == CREATE
     if not is_v12_create:
         if room_id is None:

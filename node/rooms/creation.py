@@ -38,6 +38,8 @@ class RoomRequest:
     invite: Sequence[str] = ()
     is_direct: bool = False
     canonical_alias: str | None = None
+    # displayname / avatar_url for the creator's join event
+    creator_profile: Mapping[str, Any] = field(default_factory=dict)
 
 
 def default_power_levels(req: RoomRequest) -> dict[str, Any]:
@@ -81,7 +83,7 @@ def plan_room(req: RoomRequest) -> list[PlannedEvent]:
         # 1. m.room.create
         PlannedEvent(CREATE, "", create_content),
         # 2. the creator joins
-        PlannedEvent(MEMBER, req.creator, {"membership": "join"}),
+        PlannedEvent(MEMBER, req.creator, {**req.creator_profile, "membership": "join"}),
     ]
     # 3. power levels, with the override merged over the defaults
     power = default_power_levels(req)

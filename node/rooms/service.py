@@ -3,16 +3,19 @@
 Flow of a send (DESIGN.md "Flows"): transaction-ID dedupe -> room lock -> build on
 the forward extremities with auth events from the current state -> hash, sign ->
 auth check -> persist in one durable transaction (with the transaction ID) ->
-update the in-memory room head -> return the event ID.
+update the in-memory room head -> run the ``on_persisted`` callbacks (outside the
+room lock; push notifications hook in here, so rooms need not know about push) ->
+return the event ID.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,18 +23,24 @@ import aiosqlite
 
 from node.errors import MatrixError, bad_json, forbidden
 from node.events.canonical import InvalidJson, check_canonical_values
-from node.events.pdu import CREATE, Event, StateKey
+from node.events.pdu import CREATE, MEMBER, Event, StateKey
 from node.events.room_versions import RoomVersion
 from node.federation.keys import ServerKey
-from node.rooms.auth import AuthError, check_auth_rules
+from node.rooms.auth import AuthError, check_auth_rules, redaction_is_allowed
 from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
 from node.storage.database import Database
 from node.storage.events import EventStore, TxnKey, state_map
 from node.sync.notifier import Notifier
 
+log = logging.getLogger(__name__)
+
 # How many rooms keep their head (extremities and current state) in memory.
 HEAD_CACHE_ROOMS = 64
+
+# Called after an event is durably persisted, with the event and the room state with
+# the event applied (a copy the callback may keep).
+PersistedCallback = Callable[[Event, Mapping[StateKey, Event]], Awaitable[None]]
 
 
 @dataclass
@@ -66,6 +75,7 @@ class RoomService:
         self.notifier = notifier
         self._locks: dict[str, asyncio.Lock] = {}
         self._heads: OrderedDict[str, RoomHead] = OrderedDict()
+        self.on_persisted: list[PersistedCallback] = []
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -104,8 +114,12 @@ class RoomService:
         *,
         state_key: str | None = None,
         txn: TxnKey | None = None,
+        redacts: str | None = None,
     ) -> str:
-        """Send an event as the local user ``sender``; returns its event ID once durable."""
+        """Send an event as the local user ``sender``; returns its event ID once durable.
+
+        For an ``m.room.redaction``, ``redacts`` names the target: in the content from
+        room v11, at the top level before."""
         content = _checked_content(content)
         if txn is not None:
             earlier = await self.events.get_txn_event_id(txn)
@@ -119,14 +133,44 @@ class RoomService:
             head = await self._head(room_id)
             if head is None:
                 raise forbidden(f"{sender} is not in room {room_id}")
-            event = self._build(head, room_id, sender, event_type, content, state_key)
+            extra: dict[str, Any] = {}
+            if redacts is not None:
+                if head.room_version.redacts_in_content:
+                    content = {**content, "redacts": redacts}
+                else:
+                    extra["redacts"] = redacts
+            event = self._build(head, room_id, sender, event_type, content, state_key, extra)
             self._authorise(event, head)
+            target = await self._redaction_target(event, head) if redacts else None
             stream = await self.db.write(
-                lambda conn: self.events.persist_event_txn(conn, event, txn=txn)
+                lambda conn: self.events.persist_event_txn(
+                    conn, event, txn=txn, apply_redaction_to=target
+                )
             )
             head.advance(event)
-        self.notifier.notify("events", stream)
+            if target is not None:
+                await self._refresh_redacted_state(head, target)
+            persisted = [(event, dict(head.state))] if self.on_persisted else []
+        try:
+            await self._run_on_persisted(persisted)
+        finally:
+            self.notifier.notify("events", stream)
         return event.event_id
+
+    async def _run_on_persisted(self, persisted: list[tuple[Event, dict[StateKey, Event]]]) -> None:
+        """Run the callbacks for each persisted event; a failure is logged, not raised
+        (the event is stored either way), and a client hanging up does not stop them."""
+
+        async def run() -> None:
+            for event, state in persisted:
+                for callback in self.on_persisted:
+                    try:
+                        await callback(event, state)
+                    except Exception:
+                        log.exception("on_persisted callback failed for %s", event.event_id)
+
+        if persisted:
+            await asyncio.shield(run())
 
     def _build(
         self,
@@ -136,6 +180,7 @@ class RoomService:
         event_type: str,
         content: Mapping[str, Any],
         state_key: str | None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Event:
         try:
             return build_event(
@@ -149,9 +194,61 @@ class RoomService:
                 prev_events=head.extremities,
                 state=head.state,
                 origin_server_ts=int(time.time() * 1000),
+                extra=extra,
             )
         except EventTooLarge as e:
             raise MatrixError(413, "M_TOO_LARGE", str(e)) from None
+
+    async def _refresh_redacted_state(self, head: RoomHead, target: str) -> None:
+        """A redacted state event stays in the state, redacted: keep the head in step."""
+        for key, ev in list(head.state.items()):
+            if ev.event_id == target:
+                stored = await self.events.get_event(target)
+                if stored is not None:
+                    head.state[key] = stored.event
+
+    async def known_room(self, room_id: str) -> bool:
+        return await self._head(room_id) is not None
+
+    async def set_membership(
+        self,
+        sender: str,
+        room_id: str,
+        target: str,
+        membership: str,
+        *,
+        reason: str | None = None,
+        content: Mapping[str, Any] | None = None,
+        txn: TxnKey | None = None,
+    ) -> str:
+        """Send an m.room.member event (join, leave, invite, ban, knock) for ``target``.
+        The auth rules decide whether ``sender`` may; rooms this server has never
+        seen need federation (a later part of Croft)."""
+        if not await self.known_room(room_id):
+            raise MatrixError(
+                404,
+                "M_NOT_FOUND",
+                f"Room {room_id} is not known to this server; joining rooms on other "
+                "servers needs federation, which this node does not offer yet",
+            )
+        body: dict[str, Any] = dict(content or {})
+        body["membership"] = membership
+        if reason is not None:
+            body["reason"] = reason
+        return await self.send(sender, room_id, MEMBER, body, state_key=target, txn=txn)
+
+    async def _redaction_target(self, redaction: Event, head: RoomHead) -> str | None:
+        """Spec "Handling redactions" (rooms/fragments/v3-handling-redactions.md): the
+        redaction is applied when its sender may redact the target; a local user who
+        may not gets 403. An unknown target is recorded and applied if it arrives."""
+        target_id = redaction.redacts
+        assert target_id is not None
+        stored = await self.events.get_event(target_id)
+        if stored is None or stored.event.room_id != redaction.room_id:
+            return target_id  # not known here (yet): kept as a pending redaction
+        if not redaction_is_allowed(redaction, stored.event, head.state):
+            raise forbidden("You may not redact this event")
+        return target_id
 
     @staticmethod
     def _authorise(event: Event, head: RoomHead) -> None:
@@ -163,14 +260,24 @@ class RoomService:
 
     # -- creating ------------------------------------------------------------------------
 
-    async def create_room(self, req: RoomRequest) -> str:
-        """Build and persist the events of a new room in one durable transaction."""
+    async def create_room(
+        self,
+        req: RoomRequest,
+        *,
+        also_txn: Callable[[aiosqlite.Connection, str], Awaitable[None]] | None = None,
+    ) -> str:
+        """Build and persist the events of a new room in one durable transaction.
+
+        ``also_txn(conn, room_id)`` runs in that same transaction after the events are
+        stored (the directory adds the room's alias there); if it raises, nothing of
+        the room is stored and the error propagates."""
         plan = plan_room(req)
         head = RoomHead(req.room_version, [], {})
         room_id: str | None = None
         if not req.room_version.room_id_is_create_event_id:
             room_id = f"!{secrets.token_urlsafe(12)}:{self.server_key.server_name}"
         built: list[Event] = []
+        states: list[dict[StateKey, Event]] = []
         for planned in plan:
             content = _checked_content(planned.content)
             event = self._build(
@@ -181,6 +288,8 @@ class RoomService:
             self._authorise(event, head)
             head.advance(event)
             built.append(event)
+            if self.on_persisted:
+                states.append(dict(head.state))
         assert room_id is not None
         final_room_id = room_id
 
@@ -189,12 +298,17 @@ class RoomService:
             stream = 0
             for event in built:
                 stream = await EventStore.persist_event_txn(conn, event)
+            if also_txn is not None:
+                await also_txn(conn, final_room_id)
             return stream
 
         async with self._lock(room_id):
             stream = await self.db.write(txn)
             self._heads[room_id] = head
-        self.notifier.notify("events", stream)
+        try:
+            await self._run_on_persisted(list(zip(built, states, strict=False)))
+        finally:
+            self.notifier.notify("events", stream)
         return room_id
 
 

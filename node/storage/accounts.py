@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import aiosqlite
@@ -133,6 +134,79 @@ class AccountStore:
             (user_id,),
         )
         return [Device(*tuple(r)) for r in rows]
+
+    async def get_device(self, user_id: str, device_id: str) -> Device | None:
+        row = await self.db.fetchone(
+            "SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip FROM devices"
+            " WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id),
+        )
+        return Device(*tuple(row)) if row else None
+
+    async def set_device_display_name(
+        self, user_id: str, device_id: str, display_name: str
+    ) -> bool:
+        """Rename a device; False if the user has no such device."""
+
+        async def txn(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                "UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
+                (display_name, user_id, device_id),
+            )
+            return cur.rowcount > 0
+
+        return await self.db.write(txn)
+
+    async def delete_devices(self, user_id: str, device_ids: Collection[str]) -> None:
+        """Delete devices and every token they hold, in one transaction."""
+
+        async def txn(conn: aiosqlite.Connection) -> None:
+            for device_id in device_ids:
+                await conn.execute(
+                    "DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
+                    (user_id, device_id),
+                )
+                await conn.execute(
+                    "DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+                    (user_id, device_id),
+                )
+
+        await self.db.write(txn)
+
+    async def touch_device(self, user_id: str, device_id: str, ts: int, ip: str | None) -> None:
+        """Record when and from where a device was last seen."""
+
+        async def txn(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE devices SET last_seen_ts = ?, last_seen_ip = COALESCE(?, last_seen_ip)"
+                " WHERE user_id = ? AND device_id = ?",
+                (ts, ip, user_id, device_id),
+            )
+
+        await self.db.write(txn)
+
+    async def change_password(
+        self, user_id: str, password_hash: str, *, logout_except: str | None, logout: bool
+    ) -> None:
+        """Set a new password hash and, with ``logout``, delete every device (and its
+        tokens) but ``logout_except``, in one transaction."""
+
+        async def txn(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE accounts SET password_hash = ? WHERE user_id = ?",
+                (password_hash, user_id),
+            )
+            if logout:
+                keep = logout_except or ""
+                await conn.execute(
+                    "DELETE FROM access_tokens WHERE user_id = ? AND device_id != ?",
+                    (user_id, keep),
+                )
+                await conn.execute(
+                    "DELETE FROM devices WHERE user_id = ? AND device_id != ?", (user_id, keep)
+                )
+
+        await self.db.write(txn)
 
     async def count_tokens(self) -> int:
         row = await self.db.fetchone("SELECT COUNT(*) FROM access_tokens")

@@ -97,6 +97,9 @@ class Database:
             await migrate(writer, bundled_migrations() if migrations is None else migrations)
             reader = await _connect(path, cache_kib)
             await reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as e:
+            await writer.close()
+            raise StorageError(f"{path}: cannot open database: {e}") from None
         except BaseException:
             await writer.close()
             raise
@@ -199,14 +202,20 @@ class Database:
 
 async def _connect(path: Path, cache_kib: int) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(str(path), isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    await conn.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit is fsynced before it returns, so an acknowledged write survives
-    # a crash of the process and of the machine.
-    await conn.execute("PRAGMA synchronous=FULL")
-    await conn.execute("PRAGMA foreign_keys=ON")
-    await conn.execute("PRAGMA busy_timeout=10000")
-    await conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is fsynced before it returns, so an acknowledged write survives
+        # a crash of the process and of the machine.
+        await conn.execute("PRAGMA synchronous=FULL")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    except BaseException:
+        # aiosqlite runs each connection in a non-daemon thread: close it, or the
+        # process cannot exit after reporting the error.
+        await conn.close()
+        raise
     return conn
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import aiosqlite
 
 from node.events.canonical import encode_canonical_json
-from node.events.pdu import Event, StateKey
+from node.events.client_format import to_client_event
+from node.events.pdu import MEMBER, Event, StateKey
+from node.events.redaction import redact
 from node.events.room_versions import RoomVersion, room_version
 from node.storage.accounts import now_ms
 from node.storage.database import Database
@@ -61,6 +63,7 @@ class EventStore:
         *,
         txn: TxnKey | None = None,
         update_current_state: bool = True,
+        apply_redaction_to: str | None = None,
     ) -> int:
         """Store an accepted event at the head of its room: the row, its DAG edges,
         the forward extremities and (for state) the current state. Returns its
@@ -101,11 +104,28 @@ class EventStore:
                 "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
                 (event.room_id, event.event_id),
             )
+            if event.type == MEMBER and event.membership in ("join", "invite", "knock"):
+                # Coming back to a forgotten room makes it a room again.
+                await conn.execute(
+                    "DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?",
+                    (event.state_key, event.room_id),
+                )
             if update_current_state and event.is_state:
                 await conn.execute(
                     "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id)"
                     " VALUES (?, ?, ?, ?)",
                     (event.room_id, event.type, event.state_key, event.event_id),
+                )
+        if apply_redaction_to is not None:
+            cur = await conn.execute(
+                "UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+                (event.event_id, apply_redaction_to),
+            )
+            if cur.rowcount == 0:
+                await conn.execute(
+                    "INSERT OR IGNORE INTO pending_redactions (redacts, redaction_id)"
+                    " VALUES (?, ?)",
+                    (apply_redaction_to, event.event_id),
                 )
         if txn is not None:
             await conn.execute(
@@ -128,20 +148,41 @@ class EventStore:
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = await self.db.fetchall(
-                "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json, r.room_version"
+                "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json,"
+                " r.room_version, e.redacted_by"
                 " FROM events e JOIN rooms r ON r.room_id = e.room_id"
                 f" WHERE e.event_id IN ({marks})",
                 chunk,
             )
+            redactions = await self._redaction_events(r["redacted_by"] for r in rows)
             for row in rows:
-                event = Event(
-                    row["event_id"],
-                    room_version(row["room_version"]),
-                    json.loads(row["json"]),
-                    row["rejected_reason"],
-                )
+                version = room_version(row["room_version"])
+                raw = json.loads(row["json"])
+                because = redactions.get(row["redacted_by"])
+                if because is not None:
+                    # Served redacted; the stored JSON keeps what arrived.
+                    raw = redact(raw, version)
+                    raw["unsigned"] = {"redacted_because": to_client_event(because)}
+                event = Event(row["event_id"], version, raw, row["rejected_reason"])
                 out[event.event_id] = StoredEvent(event, row["stream_ordering"])
         return out
+
+    async def _redaction_events(self, ids: Iterable[str | None]) -> dict[str, Event]:
+        wanted = [i for i in ids if i]
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = await self.db.fetchall(
+            "SELECT e.event_id, e.json, r.room_version FROM events e"
+            f" JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN ({marks})",
+            wanted,
+        )
+        return {
+            r["event_id"]: Event(
+                r["event_id"], room_version(r["room_version"]), json.loads(r["json"])
+            )
+            for r in rows
+        }
 
     async def get_event_json(self, event_id: str) -> bytes | None:
         row = await self.db.fetchone("SELECT json FROM events WHERE event_id = ?", (event_id,))
@@ -178,6 +219,88 @@ class EventStore:
             (user_id, membership),
         )
         return [r[0] for r in rows]
+
+    async def get_room_events(
+        self,
+        room_id: str,
+        *,
+        after: int | None,
+        upto: int | None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[StoredEvent]:
+        """Timeline events of a room with ``after < stream_ordering <= upto``, at most
+        ``limit``, newest or oldest first. Rejected events and outliers are not in it."""
+        clauses, params = ["room_id = ?", "outlier = 0", "rejected_reason IS NULL"], [room_id]
+        if after is not None:
+            clauses.append("stream_ordering > ?")
+            params.append(after)  # type: ignore[arg-type]
+        if upto is not None:
+            clauses.append("stream_ordering <= ?")
+            params.append(upto)  # type: ignore[arg-type]
+        order = "DESC" if newest_first else "ASC"
+        rows = await self.db.fetchall(
+            "SELECT event_id FROM events WHERE "
+            + " AND ".join(clauses)
+            + f" ORDER BY stream_ordering {order} LIMIT ?",
+            [*params, limit],
+        )
+        found = await self.get_events(r[0] for r in rows)
+        return [found[r[0]] for r in rows if r[0] in found]
+
+    async def get_state_keys_changed(self, room_id: str, after: int, upto: int) -> set[StateKey]:
+        """The (type, state_key) pairs that state events in (after, upto] touched."""
+        rows = await self.db.fetchall(
+            "SELECT DISTINCT type, state_key FROM events WHERE room_id = ? AND state_key"
+            " IS NOT NULL AND outlier = 0 AND rejected_reason IS NULL"
+            " AND stream_ordering > ? AND stream_ordering <= ?",
+            (room_id, after, upto),
+        )
+        return {(r[0], r[1]) for r in rows}
+
+    async def get_membership_changes(
+        self, user_id: str, after: int, upto: int
+    ) -> dict[str, StoredEvent]:
+        """The newest membership event of ``user_id`` per room in (after, upto]."""
+        rows = await self.db.fetchall(
+            "SELECT room_id, MAX(stream_ordering) FROM events WHERE type = 'm.room.member'"
+            " AND state_key = ? AND outlier = 0 AND rejected_reason IS NULL"
+            " AND stream_ordering > ? AND stream_ordering <= ? GROUP BY room_id",
+            (user_id, after, upto),
+        )
+        if not rows:
+            return {}
+        orderings = [r[1] for r in rows]
+        marks = ",".join("?" * len(orderings))
+        ids = await self.db.fetchall(
+            f"SELECT event_id FROM events WHERE stream_ordering IN ({marks})", orderings
+        )
+        found = await self.get_events(r[0] for r in ids)
+        return {s.event.room_id: s for s in found.values()}
+
+    async def get_user_memberships(self, user_id: str) -> dict[str, StoredEvent]:
+        """The user's current membership event in every room that has one."""
+        rows = await self.db.fetchall(
+            "SELECT event_id FROM current_state WHERE type = 'm.room.member' AND state_key = ?",
+            (user_id,),
+        )
+        found = await self.get_events(r[0] for r in rows)
+        return {s.event.room_id: s for s in found.values()}
+
+    async def forget_room(self, user_id: str, room_id: str) -> None:
+        async def txn(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT OR IGNORE INTO forgotten_rooms (user_id, room_id) VALUES (?, ?)",
+                (user_id, room_id),
+            )
+
+        await self.db.write(txn)
+
+    async def get_forgotten_rooms(self, user_id: str) -> set[str]:
+        rows = await self.db.fetchall(
+            "SELECT room_id FROM forgotten_rooms WHERE user_id = ?", (user_id,)
+        )
+        return {r[0] for r in rows}
 
     async def max_stream_ordering(self) -> int:
         row = await self.db.fetchone("SELECT MAX(stream_ordering) FROM events")

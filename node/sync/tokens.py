@@ -44,7 +44,7 @@ class StreamToken:
         if not text.startswith("s") or len(text) > 200:
             raise InvalidToken(f"not a sync token: {text[:40]!r}")
         parts = text[1:].split("_")
-        if len(parts) > len(STREAMS) or not all(p.isdigit() for p in parts):
+        if len(parts) > len(STREAMS) or not all(p.isdigit() and len(p) <= 18 for p in parts):
             raise InvalidToken(f"not a sync token: {text[:40]!r}")
         values = [int(p) for p in parts] + [0] * (len(STREAMS) - len(parts))
         return cls(tuple(values))

@@ -258,3 +258,18 @@ async def test_nio_room_flow(client_url: str) -> None:
         assert created.room_id in rooms.rooms
     finally:
         await client.close()
+
+
+async def test_transaction_ids_are_scoped_to_the_path(
+    client_url: str, http: aiohttp.ClientSession, token: str
+) -> None:
+    v3 = f"{client_url}/_matrix/client/v3"
+    room_a = (await call(http, "POST", f"{v3}/createRoom", token, {}))["room_id"]
+    room_b = (await call(http, "POST", f"{v3}/createRoom", token, {}))["room_id"]
+    body = {"msgtype": "m.text", "body": "same txn"}
+    a = await call(http, "PUT", f"{v3}/rooms/{room_a}/send/m.room.message/T", token, body)
+    b = await call(http, "PUT", f"{v3}/rooms/{room_b}/send/m.room.message/T", token, body)
+    c = await call(http, "PUT", f"{v3}/rooms/{room_a}/send/m.reaction/T", token, {})
+    assert len({a["event_id"], b["event_id"], c["event_id"]}) == 3
+    ev = await call(http, "GET", f"{v3}/rooms/{room_b}/event/{b['event_id']}", token)
+    assert ev["room_id"] == room_b

@@ -1,0 +1,71 @@
+"""Query parameters shared by the history endpoints: limits, booleans, directions and
+room-event positions.
+
+A position token is what /messages understands (node/client_api/sync.py): ``p<N>``
+is the position just after the event with stream ordering N, and a /sync
+``next_batch`` (``s...``) is read at its events position. Spec: relations.yaml
+("Can be a next_batch or prev_batch token from a previous call, or a returned start
+token from /messages, or a next_batch token from /sync").
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.errors import invalid_param
+from node.sync.tokens import InvalidToken, StreamToken
+
+MAX_POSITION = 2**62
+
+
+def int_param(
+    request: web.Request, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
+    """An integer query parameter; above ``maximum`` is clamped, below ``minimum`` is an
+    error (M_INVALID_PARAM)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_param(f"'{name}' must be an integer") from None
+    if value < minimum:
+        raise invalid_param(f"'{name}' must be at least {minimum}")
+    return value if maximum is None else min(value, maximum)
+
+
+def bool_param(request: web.Request, name: str) -> bool | None:
+    """``true``/``false`` (None when absent)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise invalid_param(f"'{name}' must be true or false")
+    return raw == "true"
+
+
+def dir_param(request: web.Request, default: str = "b") -> str:
+    direction = request.query.get("dir", default)
+    if direction not in ("b", "f"):
+        raise invalid_param("'dir' must be 'b' or 'f'")
+    return direction
+
+
+def parse_position(token: str) -> int:
+    """The events position of a ``p<N>`` or ``s...`` token (M_INVALID_PARAM otherwise)."""
+    try:
+        if token.startswith("p") and token[1:].isdigit():
+            position = int(token[1:])
+        else:
+            position = StreamToken.parse(token).get("events")
+    except InvalidToken:
+        position = -1
+    if not 0 <= position <= MAX_POSITION:  # beyond SQLite's integers: not ours either
+        raise invalid_param(f"Invalid pagination token {token[:40]!r}")
+    return position
+
+
+def position_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    return None if raw is None else parse_position(raw)

@@ -1,0 +1,191 @@
+"""GET /_matrix/client/v3/sync and room history: /messages, /members, /joined_members.
+
+Spec: api/client-server/sync.yaml, message_pagination.yaml (GET /rooms/{roomId}/messages),
+rooms.yaml (GET /rooms/{roomId}/members, /joined_members).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from node.accounts import Requester
+from node.appkeys import NODE
+from node.client_api.paging import parse_position
+from node.client_api.request import authenticated
+from node.client_api.rooms import joined_state, room_id_param
+from node.errors import MatrixError, invalid_param, json_response
+from node.events.client_format import to_client_event
+from node.events.pdu import MEMBER
+from node.sync.filters import EventFilter, InvalidFilter, SyncFilter
+from node.sync.service import pagination_token
+from node.sync.tokens import InvalidToken, StreamToken
+
+routes = web.RouteTableDef()
+V3 = "/_matrix/client/v3"
+MAX_MESSAGES_LIMIT = 1000
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_param(f"'{name}' must be an integer") from None
+    if value < 0:
+        raise invalid_param(f"'{name}' must not be negative")
+    return value
+
+
+async def sync_filter_param(request: web.Request, user_id: str) -> SyncFilter:
+    """The ``filter`` query parameter: a stored filter's ID or inline JSON."""
+    raw = request.query.get("filter")
+    if raw is None:
+        return SyncFilter()
+    return await request.app[NODE].filters.load_filter(user_id, raw)
+
+
+async def room_event_filter_param(request: web.Request, user_id: str) -> EventFilter:
+    """/messages' ``filter``: an inline RoomEventFilter, or a stored filter's timeline part."""
+    raw = request.query.get("filter")
+    if raw is None or not raw.lstrip().startswith("{"):
+        return (await sync_filter_param(request, user_id)).room.timeline
+    try:
+        return EventFilter.parse(json.loads(raw), "filter")
+    except (ValueError, InvalidFilter) as e:
+        raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {e}") from None
+
+
+@routes.get(V3 + "/sync")
+@authenticated
+async def sync(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/sync"""
+    since = None
+    if "since" in request.query:
+        try:
+            since = StreamToken.parse(request.query["since"])
+        except InvalidToken as e:
+            raise invalid_param(str(e)) from None
+    full_state = request.query.get("full_state", "false")
+    if full_state not in ("true", "false"):
+        raise invalid_param("'full_state' must be true or false")
+    set_presence = request.query.get("set_presence", "online")
+    if set_presence not in ("online", "offline", "unavailable"):
+        raise invalid_param("'set_presence' must be online, offline or unavailable")
+    sync_filter = await sync_filter_param(request, requester.user_id)
+    timeout_ms = _int_param(request, "timeout", 0)
+    node = request.app[NODE]
+    node.presence.syncing(requester.user_id, set_presence, timeout_ms)
+    response = await node.sync.sync(
+        requester.user_id,
+        requester.device_id,
+        since=since,
+        sync_filter=sync_filter,
+        full_state=full_state == "true",
+        timeout_ms=timeout_ms,
+    )
+    return json_response(response)
+
+
+@routes.get(V3 + "/rooms/{room_id}/messages")
+@authenticated
+async def messages(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/rooms/{roomId}/messages"""
+    room_id = room_id_param(request)
+    node = request.app[NODE]
+    state_ids = await joined_state(request, requester, room_id)
+    direction = request.query.get("dir", "b")
+    if direction not in ("b", "f"):
+        raise invalid_param("'dir' must be 'b' or 'f'")
+    limit = min(_int_param(request, "limit", 10), MAX_MESSAGES_LIMIT)
+    room_filter = await room_event_filter_param(request, requester.user_id)
+    start_tok = request.query.get("from")
+    if start_tok is None:
+        start = node.notifier.current_token().get("events") if direction == "b" else 0
+    else:
+        start = parse_position(start_tok)
+    to_pos = parse_position(request.query["to"]) if "to" in request.query else None
+    chunk = []
+    cursor = start
+    end: int | None = None
+    while len(chunk) < limit:
+        if direction == "b":
+            page = await node.events.get_room_events(
+                room_id, after=to_pos, upto=cursor, limit=limit * 2 + 10, newest_first=True
+            )
+        else:
+            page = await node.events.get_room_events(
+                room_id, after=cursor, upto=to_pos, limit=limit * 2 + 10, newest_first=False
+            )
+        if not page:
+            end = None
+            break
+        for s in page:
+            if room_filter.allows(s.event.raw):
+                chunk.append(s)
+                if len(chunk) == limit:
+                    break
+        last = chunk[-1] if chunk and len(chunk) == limit else page[-1]
+        cursor = last.stream_ordering - 1 if direction == "b" else last.stream_ordering
+        end = cursor
+        if len(page) < limit * 2 + 10 and len(chunk) < limit:
+            end = None  # the start (or end) of the room's history was reached
+            break
+    served = [(s.event, to_client_event(s.event)) for s in chunk]
+    await node.relations.bundle(served, requester.user_id)
+    body: dict[str, Any] = {
+        "start": start_tok or pagination_token(start),
+        "chunk": [out for _, out in served],
+    }
+    if end is not None:
+        body["end"] = pagination_token(end)
+    if room_filter.lazy_load_members:
+        senders = {s.event.sender for s in chunk}
+        ids = [state_ids[(MEMBER, u)] for u in senders if (MEMBER, u) in state_ids]
+        found = await node.events.get_events(ids)
+        body["state"] = [to_client_event(s.event) for s in found.values()]
+    return json_response(body)
+
+
+@routes.get(V3 + "/rooms/{room_id}/members")
+@authenticated
+async def members(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/rooms/{roomId}/members"""
+    room_id = room_id_param(request)
+    state_ids = await joined_state(request, requester, room_id)
+    membership = request.query.get("membership")
+    not_membership = request.query.get("not_membership")
+    found = await request.app[NODE].events.get_events(
+        eid for (t, _), eid in state_ids.items() if t == MEMBER
+    )
+    chunk = [
+        to_client_event(s.event)
+        for s in found.values()
+        if (membership is None or s.event.membership == membership)
+        and (not_membership is None or s.event.membership != not_membership)
+    ]
+    return json_response({"chunk": chunk})
+
+
+@routes.get(V3 + "/rooms/{room_id}/joined_members")
+@authenticated
+async def joined_members(request: web.Request, requester: Requester) -> web.Response:
+    """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
+    room_id = room_id_param(request)
+    state_ids = await joined_state(request, requester, room_id)
+    found = await request.app[NODE].events.get_events(
+        eid for (t, _), eid in state_ids.items() if t == MEMBER
+    )
+    joined = {}
+    for s in found.values():
+        if s.event.membership == "join" and s.event.state_key:
+            content = s.event.content
+            joined[s.event.state_key] = {
+                "display_name": content.get("displayname"),
+                "avatar_url": content.get("avatar_url"),
+            }
+    return json_response({"joined": joined})

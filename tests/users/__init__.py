@@ -1,0 +1,1 @@
+"""Users and devices: account data, tags, filters, profiles, devices, passwords."""
