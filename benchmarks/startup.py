@@ -58,6 +58,9 @@ class Run:
     startup_s: float
     vm_rss_kib: int
     vm_hwm_kib: int
+    rss_anon_kib: int  # private memory: the Python heap, malloc, thread stacks
+    rss_file_kib: int  # mapped files: libpython, OpenSSL, SQLite, extension modules
+    pss_kib: int  # RSS with shared pages divided among the processes sharing them
     exit_status: int
 
 
@@ -110,6 +113,25 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_memory(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM, RssAnon, RssFile (/proc/PID/status) and Pss (smaps_rollup), in kB."""
+    out: dict[str, int] = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0])
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key == "Pss":
+                    out["Pss"] = int(value.split()[0])
+    except OSError:  # older kernels
+        out["Pss"] = 0
+    return out
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -144,8 +166,10 @@ def one_run(
                 raise RuntimeError(f"no answer within {START_DEADLINE_S} s:\n{log.read_text()}")
             time.sleep(PROBE_INTERVAL_S)
         time.sleep(idle_s)
-        mem = proc_status(proc.pid)
-        return Run(startup, mem["VmRSS"], mem["VmHWM"], stop(proc))
+        m = proc_memory(proc.pid)
+        return Run(
+            startup, m["VmRSS"], m["VmHWM"], m["RssAnon"], m["RssFile"], m["Pss"], stop(proc)
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -250,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "idle_rss_kib": {"median": statistics.median(rss), "min": min(rss), "max": max(rss)},
         "idle_hwm_kib": {"median": statistics.median(hwm)},
+        "idle_rss_anon_kib": {"median": statistics.median(r.rss_anon_kib for r in runs)},
+        "idle_rss_file_kib": {"median": statistics.median(r.rss_file_kib for r in runs)},
+        "idle_pss_kib": {"median": statistics.median(r.pss_kib for r in runs)},
         "modules": len(modules),
         "warmup_startup_s": warmup.startup_s,
     }
@@ -270,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "load_average_at_end": os.getloadavg(),
         },
         "commit": git_commit(),
         "summary": summary,
@@ -289,8 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{'idle RSS after ' + f'{args.idle:g}' + ' s (MiB)':32} {'':9} {median_rss_mib:9.1f} "
         f"{'':9}   target < 45 (Synapse ~122)"
     )
-    print(f"{'peak RSS, VmHWM (MiB)':32} {'':9} {summary['idle_hwm_kib']['median'] / 1024:9.1f}")
+    for label, key in (
+        ("peak RSS, VmHWM (MiB)", "idle_hwm_kib"),
+        ("  of which anonymous (MiB)", "idle_rss_anon_kib"),
+        ("  of which mapped files (MiB)", "idle_rss_file_kib"),
+        ("idle PSS (MiB)", "idle_pss_kib"),
+    ):
+        print(f"{label:32} {'':9} {summary[key]['median'] / 1024:9.1f}")
     print(f"{'modules imported':32} {'':9} {len(modules):9d}")
+    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name, ok in targets.items():
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
 

@@ -112,6 +112,18 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class VoipConfig:
+    """TURN servers handed to clients by GET /voip/turnServer (TURN REST API credentials)."""
+
+    # e.g. ["turn:turn.example.org:3478?transport=udp"]; empty: no TURN, the endpoint
+    # answers {}. From the environment: comma-separated.
+    turn_uris: tuple[str, ...] = ()
+    # The shared secret configured in the TURN server (coturn: static-auth-secret).
+    turn_shared_secret: str = ""
+    turn_user_lifetime_s: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
 
@@ -128,6 +140,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    voip: VoipConfig = field(default_factory=VoipConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def path(self, name: str) -> Path:
@@ -260,6 +273,7 @@ def _validate(cfg: Config) -> None:
         "history.max_timeline_events_per_room",
         "history.max_store_bytes",
         "media.max_upload_bytes",
+        "voip.turn_user_lifetime_s",
     ):
         section, key = name.split(".")
         if getattr(getattr(cfg, section), key) < 1:
@@ -328,6 +342,13 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{name} must be a string, got {value!r}")
+    if get_origin(target) in (tuple, list) and get_args(target)[0] is str:
+        # A TOML array of strings, or (from the environment) a comma-separated string.
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
     raise ConfigError(f"{name}: unsupported setting type")  # pragma: no cover
 
 
@@ -395,6 +416,16 @@ profile = "{profile}"
 # discovery = true                # LAN peers over mDNS
 # sensors = false                 # headless sensor publishing
 # calls = true                    # m.call.* voice and video
+
+[voip]
+# TURN servers for calls, given to clients by /voip/turnServer with time-limited
+# credentials (the TURN REST API: username "<expiry>:<user_id>", password
+# base64(HMAC-SHA1(secret, username)); coturn's use-auth-secret). With no URIs or no
+# secret, clients are told there is no TURN server. Environment override:
+# CROFT_VOIP_TURN_URIS=uri1,uri2 (comma-separated).
+# turn_uris = []                  # e.g. ["turn:turn.example.org:3478?transport=udp"]
+# turn_shared_secret = ""
+# turn_user_lifetime_s = 86400    # how long the credentials stay valid
 
 [logging]
 # level = "info"                  # debug, info, warning, error

@@ -32,6 +32,7 @@ from node.client_api import (
     typing,
     uia,
     versions,
+    voip,
 )
 
 
@@ -60,6 +61,7 @@ def add_routes(app: web.Application) -> None:
         context,
         search,
         directory,
+        voip,
     ):
         app.router.add_routes(module.routes)
     uia.install(app)

@@ -24,6 +24,7 @@ from node.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from node.ids import InvalidId, RoomID, UserID
 from node.rooms.creation import PRESETS, PlannedEvent, RoomRequest
 from node.storage.events import TxnKey
+from node.sync.service import add_transaction_ids
 
 routes = web.RouteTableDef()
 V3 = "/_matrix/client/v3"
@@ -214,6 +215,13 @@ async def get_event(request: web.Request, requester: Requester) -> web.Response:
     if stored is None or stored.event.room_id != room_id or stored.event.rejected:
         raise not_found("Event not found.")
     out = to_client_event(stored.event)
+    if stored.event.sender == requester.user_id:
+        await add_transaction_ids(
+            request.app[NODE].events,
+            requester.user_id,
+            requester.device_id,
+            [(stored.event.event_id, out["unsigned"])],
+        )
     await request.app[NODE].relations.bundle([(stored.event, out)], requester.user_id)
     return json_response(out)
 

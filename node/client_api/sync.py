@@ -20,7 +20,7 @@ from node.errors import MatrixError, invalid_param, json_response
 from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER
 from node.sync.filters import EventFilter, InvalidFilter, SyncFilter
-from node.sync.service import pagination_token
+from node.sync.service import add_transaction_ids, pagination_token
 from node.sync.tokens import InvalidToken, StreamToken
 
 routes = web.RouteTableDef()
@@ -136,6 +136,8 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
             end = None  # the start (or end) of the room's history was reached
             break
     served = [(s.event, to_client_event(s.event)) for s in chunk]
+    own = [(e.event_id, out["unsigned"]) for e, out in served if e.sender == requester.user_id]
+    await add_transaction_ids(node.events, requester.user_id, requester.device_id, own)
     await node.relations.bundle(served, requester.user_id)
     body: dict[str, Any] = {
         "start": start_tok or pagination_token(start),
@@ -184,8 +186,10 @@ async def joined_members(request: web.Request, requester: Requester) -> web.Resp
     for s in found.values():
         if s.event.membership == "join" and s.event.state_key:
             content = s.event.content
-            joined[s.event.state_key] = {
+            # rooms.yaml RoomMember: both are optional strings, so absent, never null.
+            profile = {
                 "display_name": content.get("displayname"),
                 "avatar_url": content.get("avatar_url"),
             }
+            joined[s.event.state_key] = {k: v for k, v in profile.items() if isinstance(v, str)}
     return json_response({"joined": joined})

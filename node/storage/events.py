@@ -211,6 +211,26 @@ class EventStore:
         )
         return row[0] if row else None
 
+    async def get_txn_ids(
+        self, user_id: str, device_id: str, event_ids: Iterable[str]
+    ) -> dict[str, str]:
+        """Client transaction IDs (the txnId path segment) of events that ``device_id``
+        sent, by event ID; events it did not send are left out. One query per 500 IDs."""
+        ids = list(dict.fromkeys(event_ids))
+        out: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.fetchall(
+                "SELECT event_id, txn_id FROM event_txn_ids"
+                f" WHERE user_id = ? AND device_id = ? AND event_id IN ({marks})",
+                [user_id, device_id, *chunk],
+            )
+            # txn_id holds the request path (".../send/{type}/{txnId}"); the client's
+            # transaction ID is its last segment.
+            out.update((r[0], r[1].rsplit("/", 1)[-1]) for r in rows)
+        return out
+
     async def get_rooms_with_member(self, user_id: str, membership: str) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT c.room_id FROM current_state c JOIN events e ON e.event_id = c.event_id"

@@ -82,6 +82,9 @@ class SyncService:
             else {}
         )
         forgotten = await self.events.get_forgotten_rooms(ctx.user_id)
+        # Timeline events this user sent, with their served ``unsigned``: the ones this
+        # device sent get unsigned.transaction_id, from one lookup for the whole sync.
+        own: list[tuple[str, dict[str, Any]]] = []
         for room_id, stored in memberships.items():
             if stored.stream_ordering > upto_pos:
                 continue  # a change this sync does not cover yet
@@ -92,7 +95,7 @@ class SyncService:
                 ctx.joined_rooms.append(room_id)
                 newly = ctx.since is not None and room_id in changed
                 await self._joined_room(
-                    ctx, room_id, initial=ctx.since is None or ctx.full_state or newly
+                    ctx, room_id, initial=ctx.since is None or ctx.full_state or newly, own=own
                 )
             elif membership == "invite":
                 if ctx.since is None or room_id in changed:
@@ -101,7 +104,8 @@ class SyncService:
                 if (ctx.since is not None and room_id in changed) or (
                     ctx.since is None and room_filter.include_leave
                 ):
-                    await self._left_room(ctx, room_id, stored)
+                    await self._left_room(ctx, room_id, stored, own)
+        await add_transaction_ids(self.events, ctx.user_id, ctx.device_id, own)
         for ext in self.extensions:
             try:
                 await ext.add_to_sync(ctx)
@@ -111,7 +115,14 @@ class SyncService:
 
     # -- joined rooms --------------------------------------------------------------------
 
-    async def _joined_room(self, ctx: SyncContext, room_id: str, *, initial: bool) -> None:
+    async def _joined_room(
+        self,
+        ctx: SyncContext,
+        room_id: str,
+        *,
+        initial: bool,
+        own: list[tuple[str, dict[str, Any]]],
+    ) -> None:
         rf = ctx.filter.room
         upto = ctx.upto.get("events")
         after = None if initial else ctx.since_position("events")
@@ -138,7 +149,7 @@ class SyncService:
             return  # nothing happened in this room; extensions may still add to it
         fields = ctx.filter.event_fields
         room = ctx.joined_room(room_id)
-        served = [(s.event, _client(s.event, fields)) for s in timeline]
+        served = [(s.event, _client(s.event, fields, ctx.user_id, own)) for s in timeline]
         if limited and self.bundle_aggregations is not None:
             await self.bundle_aggregations(served, ctx.user_id)
         room["timeline"] = {
@@ -205,7 +216,13 @@ class SyncService:
             "invite_state": {"events": events}
         }
 
-    async def _left_room(self, ctx: SyncContext, room_id: str, leave: StoredEvent) -> None:
+    async def _left_room(
+        self,
+        ctx: SyncContext,
+        room_id: str,
+        leave: StoredEvent,
+        own: list[tuple[str, dict[str, Any]]],
+    ) -> None:
         rf = ctx.filter.room
         after = None if ctx.since is None else ctx.since_position("events")
         timeline, limited = await self._timeline(
@@ -214,7 +231,7 @@ class SyncService:
         fields = ctx.filter.event_fields
         ctx.response.setdefault("rooms", {}).setdefault("leave", {})[room_id] = {
             "timeline": {
-                "events": [_client(s.event, fields) for s in timeline],
+                "events": [_client(s.event, fields, ctx.user_id, own) for s in timeline],
                 "limited": limited,
                 "prev_batch": pagination_token(
                     (timeline[0].stream_ordering - 1) if timeline else leave.stream_ordering
@@ -224,8 +241,35 @@ class SyncService:
         }
 
 
-def _client(event: Event, fields: tuple[str, ...] | None) -> dict[str, Any]:
-    return apply_event_fields(to_client_event(event, include_room_id=False), fields)
+def _client(
+    event: Event,
+    fields: tuple[str, ...] | None,
+    user_id: str | None = None,
+    own: list[tuple[str, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    out = to_client_event(event, include_room_id=False)
+    if own is not None and event.sender == user_id:
+        # Filled in later; an ``event_fields`` filter keeping "unsigned" keeps this dict.
+        own.append((event.event_id, out["unsigned"]))
+    return apply_event_fields(out, fields)
+
+
+async def add_transaction_ids(
+    events: EventStore, user_id: str, device_id: str, own: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
+    """Set ``unsigned.transaction_id`` on the served events that ``device_id`` sent.
+
+    Spec: client-server "Transaction identifiers": the client's transaction ID goes in
+    unsigned, for the device that sent the event only. ``own`` pairs event IDs (sent by
+    ``user_id``) with their served ``unsigned`` objects; one batched lookup for all.
+    """
+    if not own or not device_id:
+        return
+    txns = await events.get_txn_ids(user_id, device_id, (eid for eid, _ in own))
+    for event_id, unsigned in own:
+        txn_id = txns.get(event_id)
+        if txn_id is not None:
+            unsigned["transaction_id"] = txn_id
 
 
 def _has_content(response: dict[str, Any]) -> bool:

@@ -1,0 +1,372 @@
+"""Send throughput, send-to-/sync latency and memory of `croft run`.
+
+Makes a fresh data directory with `croft init` (listeners on free 127.0.0.1 ports),
+starts `croft run` on it, logs in as the owner and creates one room, then measures:
+
+(a) sequential sends: ``--sends`` PUT /rooms/{id}/send/m.room.message/{txnId}, one
+    after another, one aiohttp session (one keep-alive connection);
+(b) concurrent sends: the same number split over ``--senders`` tasks, each with its
+    own session and connection, all on the same access token;
+(c) send-to-/sync latency: a long-polling ``/sync?since=..&timeout=30000`` on a
+    second connection is parked on the server (a 20 ms pause after issuing it), then
+    the clock starts, the PUT is issued, and the clock stops when that /sync returns
+    with the event (``--samples`` times). The device that syncs is the device that
+    sends, so each /sync also looks up its transaction IDs (``unsigned.transaction_id``);
+(d) RSS (VmRSS, VmHWM from /proc) after ``--idle`` seconds idle before any request,
+    and after the room holds ``--events`` events (topped up with 8 concurrent senders).
+
+Everything is bounded: counts are fixed and the whole run stops after
+``--max-seconds``. Everything started is killed on the way out. Prints a table and
+writes JSON to benchmarks/out/.
+
+    python benchmarks/sends.py [--sends 2000] [--senders 8] [--samples 300]
+                               [--events 10000] [--cprofile FILE]
+
+``--cprofile FILE`` runs the node under ``python -m cProfile -o FILE`` (slower; for
+finding where the time goes, not for the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from startup import (  # a sibling script, not a package
+    OUT_DIR,
+    ROOT,
+    START_DEADLINE_S,
+    answers,
+    child_env,
+    croft_command,
+    free_port,
+    git_commit,
+    percentile,
+    proc_status,
+    stop,
+)
+
+OWNER = "bench"
+PASSWORD = "benchmark password"
+V3 = "/_matrix/client/v3"
+
+TARGET_SEQUENTIAL = 450.0  # sends/s; Synapse ~45
+TARGET_CONCURRENT = 1500.0  # sends/s with 8 senders
+TARGET_P50_MS = 3.0  # send-to-sync; Synapse ~25 ms
+TARGET_IDLE_RSS_MIB = 45.0  # Synapse ~122 MB
+
+
+class Deadline(Exception):
+    pass
+
+
+class Bench:
+    def __init__(self, url: str, token: str, room_id: str, deadline: float) -> None:
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.room_id = room_id
+        self.deadline = deadline
+        self.txn = 0
+        self.sent = 0
+        self.syncs = 0  # /sync requests made while measuring latency
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise Deadline("--max-seconds reached")
+
+    async def send(self, session: aiohttp.ClientSession, body: str) -> str:
+        self.txn += 1
+        url = f"{self.url}{V3}/rooms/{self.room_id}/send/m.room.message/b{self.txn}"
+        async with session.put(
+            url, json={"msgtype": "m.text", "body": body}, headers=self.headers
+        ) as r:
+            data = await r.json()
+            if r.status != 200:
+                raise RuntimeError(f"send answered {r.status}: {data}")
+        self.sent += 1
+        return str(data["event_id"])
+
+    async def sequential(self, n: int) -> float:
+        async with aiohttp.ClientSession() as session:
+            await self.send(session, "warm-up")
+            t0 = time.perf_counter()
+            for i in range(n):
+                if i % 100 == 0:
+                    self.check_time()
+                await self.send(session, f"sequential {i}")
+            return n / (time.perf_counter() - t0)
+
+    async def concurrent(self, n: int, senders: int) -> float:
+        sessions = [aiohttp.ClientSession() for _ in range(senders)]
+        try:
+            for s in sessions:  # open every connection before the clock starts
+                await self.send(s, "warm-up")
+
+            async def worker(session: aiohttp.ClientSession, count: int) -> None:
+                for i in range(count):
+                    if i % 50 == 0:
+                        self.check_time()
+                    await self.send(session, f"concurrent {i}")
+
+            counts = [n // senders + (1 if i < n % senders else 0) for i in range(senders)]
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker(s, c) for s, c in zip(sessions, counts, strict=True)))
+            return n / (time.perf_counter() - t0)
+        finally:
+            for s in sessions:
+                await s.close()
+
+    async def latency(self, samples: int) -> list[float]:
+        """Seconds from issuing the PUT to the parked /sync returning the event."""
+        out: list[float] = []
+        async with aiohttp.ClientSession() as sender, aiohttp.ClientSession() as syncer:
+            async with syncer.get(f"{self.url}{V3}/sync", headers=self.headers) as r:
+                since = (await r.json())["next_batch"]
+            for i in range(samples):
+                self.check_time()
+                sync_task = asyncio.create_task(self._sync(syncer, since))
+                await asyncio.sleep(0.02)  # let the /sync park on the server
+                t0 = time.perf_counter()
+                put_task = asyncio.create_task(self.send(sender, f"latency {i}"))
+                body = await sync_task
+                event_id = await put_task
+                # A sync may wake for something else (presence); keep polling until the
+                # event arrives, still timed from the PUT.
+                while not _has_event(body, self.room_id, event_id):
+                    self.check_time()
+                    body = await self._sync(syncer, body["next_batch"])
+                out.append(time.perf_counter() - t0)
+                since = body["next_batch"]
+        return out
+
+    async def _sync(self, session: aiohttp.ClientSession, since: str) -> dict[str, Any]:
+        self.syncs += 1
+        async with session.get(
+            f"{self.url}{V3}/sync",
+            params={"since": since, "timeout": "30000"},
+            headers=self.headers,
+        ) as r:
+            if r.status != 200:
+                raise RuntimeError(f"/sync answered {r.status}: {await r.text()}")
+            return dict(await r.json())
+
+
+def _has_event(body: dict[str, Any], room_id: str, event_id: str) -> bool:
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+    return any(e.get("event_id") == event_id for e in room.get("timeline", {}).get("events", []))
+
+
+async def login_and_room(url: str) -> tuple[str, str]:
+    async with aiohttp.ClientSession() as s:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": OWNER},
+            "password": PASSWORD,
+        }
+        async with s.post(f"{url}{V3}/login", json=body) as r:
+            token = (await r.json())["access_token"]
+        async with s.post(
+            f"{url}{V3}/createRoom",
+            json={"name": "bench"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as r:
+            room_id = (await r.json())["room_id"]
+    return str(token), str(room_id)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mib(kib: int) -> float:
+    return kib / 1024
+
+
+async def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    idle = proc_status(pid)
+    token, room_id = await login_and_room(url)
+    bench = Bench(url, token, room_id, time.monotonic() + args.max_seconds)
+    results: dict[str, Any] = {"idle_rss_kib": idle["VmRSS"], "idle_hwm_kib": idle["VmHWM"]}
+    try:
+        c0 = cpu_s(pid)
+        results["sequential_sends_per_s"] = await bench.sequential(args.sends)
+        # Node CPU per send (all threads; includes the warm-up send).
+        results["sequential_node_cpu_ms_per_send"] = (cpu_s(pid) - c0) * 1000 / (args.sends + 1)
+        print(
+            f"(a) sequential: {results['sequential_sends_per_s']:8.1f} sends/s "
+            f"(node CPU {results['sequential_node_cpu_ms_per_send']:.2f} ms/send)",
+            flush=True,
+        )
+        c0 = cpu_s(pid)
+        results["concurrent_sends_per_s"] = await bench.concurrent(args.sends, args.senders)
+        results["concurrent_node_cpu_ms_per_send"] = (
+            (cpu_s(pid) - c0) * 1000 / (args.sends + args.senders)
+        )
+        print(
+            f"(b) {args.senders} senders:   {results['concurrent_sends_per_s']:8.1f} sends/s "
+            f"(node CPU {results['concurrent_node_cpu_ms_per_send']:.2f} ms/send)",
+            flush=True,
+        )
+        c0 = cpu_s(pid)
+        lat = await bench.latency(args.samples)
+        results["latency_node_cpu_ms_per_sample"] = (cpu_s(pid) - c0) * 1000 / args.samples
+        results["latency_syncs_per_sample"] = bench.syncs / args.samples
+        results["latency_ms"] = {
+            "samples": len(lat),
+            "p50": percentile(lat, 0.50) * 1000,
+            "p95": percentile(lat, 0.95) * 1000,
+            "p99": percentile(lat, 0.99) * 1000,
+            "mean": statistics.mean(lat) * 1000,
+            "max": max(lat) * 1000,
+        }
+        print(
+            f"(c) send->sync: p50 {results['latency_ms']['p50']:.2f} ms, "
+            f"p95 {results['latency_ms']['p95']:.2f} ms",
+            flush=True,
+        )
+        # Top the room up to --events events (the room's own state events count too).
+        remaining = args.events - bench.sent - 10
+        if remaining > 0:
+            await bench.concurrent(remaining, args.senders)
+        await asyncio.sleep(args.idle)
+        after = proc_status(pid)
+        results["events_sent"] = bench.sent
+        results["after_events_rss_kib"] = after["VmRSS"]
+        results["after_events_hwm_kib"] = after["VmHWM"]
+        print(
+            f"(d) RSS idle {mib(idle['VmRSS']):.1f} MiB, after {bench.sent} sends "
+            f"{mib(after['VmRSS']):.1f} MiB (peak {mib(after['VmHWM']):.1f} MiB)",
+            flush=True,
+        )
+    except Deadline:
+        results["stopped_early"] = f"--max-seconds {args.max_seconds} reached"
+        results["events_sent"] = bench.sent
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sends", type=int, default=2000, help="sends for (a) and (b)")
+    parser.add_argument("--senders", type=int, default=8, help="concurrent senders for (b)")
+    parser.add_argument("--samples", type=int, default=300, help="latency samples for (c)")
+    parser.add_argument("--events", type=int, default=10_000, help="events before RSS (d)")
+    parser.add_argument("--idle", type=float, default=2.0, help="idle seconds before RSS")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this")
+    parser.add_argument("--cprofile", type=Path, default=None, help="cProfile the node")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for the JSON")
+    args = parser.parse_args(argv)
+    if min(args.sends, args.senders, args.samples) < 1:
+        parser.error("--sends, --senders and --samples must be at least 1")
+
+    command = croft_command()
+    env = child_env()
+    if args.cprofile is not None:
+        command = [sys.executable, "-m", "cProfile", "-o", str(args.cprofile.resolve())]
+        command += ["-m", "node.cli"]
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    work = Path(tempfile.mkdtemp(prefix="croft-bench-sends-"))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        data_dir = work / "node"
+        port = free_port()
+        init = subprocess.run(
+            [
+                *croft_command(),
+                "init",
+                "--data-dir",
+                str(data_dir),
+                "--server-name",
+                "127.0.0.1:8448",
+                "--owner",
+                OWNER,
+                "--password",
+                PASSWORD,
+                "--client-listen",
+                f"127.0.0.1:{port}",
+                "--federation-listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if init.returncode != 0:
+            print(init.stderr, file=sys.stderr)
+            return 1
+        log = work / "run.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [*command, "run", "--data-dir", str(data_dir)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        t0 = time.monotonic()
+        while not answers(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"croft run exited with {proc.returncode}:\n{log.read_text()}")
+            if time.monotonic() - t0 > START_DEADLINE_S:
+                raise RuntimeError(f"no answer within {START_DEADLINE_S} s:\n{log.read_text()}")
+            time.sleep(0.005)
+        time.sleep(args.idle)
+        results = asyncio.run(measure(f"http://127.0.0.1:{port}", proc.pid, args))
+        stop(proc)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    targets: dict[str, bool] = {}
+    if "sequential_sends_per_s" in results:
+        targets["sequential_over_450_per_s"] = results["sequential_sends_per_s"] > TARGET_SEQUENTIAL
+    if "concurrent_sends_per_s" in results:
+        targets["concurrent_over_1500_per_s"] = (
+            results["concurrent_sends_per_s"] > TARGET_CONCURRENT
+        )
+    if "latency_ms" in results:
+        targets["latency_p50_under_3_ms"] = results["latency_ms"]["p50"] < TARGET_P50_MS
+    targets["idle_rss_under_45_MiB"] = mib(results["idle_rss_kib"]) < TARGET_IDLE_RSS_MIB
+    report = {
+        "benchmark": "sends",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": [*command, "run", "--data-dir", "DIR"],
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "commit": git_commit(),
+        "results": results,
+        "targets": targets,
+    }
+    for name, ok in targets.items():
+        print(f"  {'met   ' if ok else 'MISSED'} {name}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / f"sends-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out_file.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {out_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
