@@ -96,67 +96,75 @@ class Node:
     async def start(cls, config: Config) -> Node:
         signing_key = load_signing_key_file(config.path(SIGNING_KEY_FILE))
         db = await Database.open(config.database_path, cache_kib=config.storage.sqlite_cache_kib)
-        server_key = ServerKey(config.server_name, signing_key)
-        accounts = AccountService(AccountStore(db), config.server_name)
-        events = EventStore(db)
-        notifier = Notifier()
-        notifier.set_initial("events", await events.max_stream_ordering())
-        rooms = RoomService(db, events, server_key, notifier)
-        sync = SyncService(events, notifier)
-        account_data_store = AccountDataStore(db)
-        notifier.set_initial("account_data", await account_data_store.max_stream_id())
-        account_data = AccountDataService(account_data_store, notifier)
-        sync.extensions.append(AccountDataSync(account_data_store))
-        filters = FilterService(FilterStore(db))
-        profiles = ProfileService(
-            ProfileStore(db), accounts.store, events, rooms, config.server_name
-        )
-        push = PushService(PushStore(db), events, config.server_name)
-        rooms.on_persisted.append(push.on_event)
-        media = MediaService(config, db)
-        await media.start()
-        e2ee = await E2EEService.start(db, events, notifier, config.server_name)
-        sync.extensions.append(e2ee.sync_extension())
-        accounts.on_devices_deleted.append(e2ee.devices_deleted)
-        typing = TypingService(notifier)
-        receipt_store = ReceiptStore(db)
-        notifier.set_initial("receipts", await receipt_store.max_stream_id())
-        receipts = ReceiptService(receipt_store, events, notifier, push, account_data)
-        presence = PresenceService(config.presence.enabled, notifier, events, config.server_name)
-        rooms.on_persisted += [typing.on_event, presence.on_event]
-        sync.extensions.append(EphemeralSyncExtension(typing, receipt_store, presence))
-        # Last: it reads the rooms the others put in the response.
-        sync.extensions.append(PushSyncExtension(push))
-        relations = RelationsService(
-            RelationsStore(db), events, ignored_users_from(account_data.get)
-        )
-        sync.bundle_aggregations = relations.bundle
-        context = ContextService(db, events)
-        search = SearchService(SearchStore(db), events, context, relations.bundle)
-        directory = DirectoryService(DirectoryStore(db), events, rooms, config.server_name)
-        return cls(
-            config=config,
-            db=db,
-            server_key=server_key,
-            accounts=accounts,
-            events=events,
-            rooms=rooms,
-            notifier=notifier,
-            sync=sync,
-            push=push,
-            media=media,
-            account_data=account_data,
-            filters=filters,
-            profiles=profiles,
-            e2ee=e2ee,
-            typing=typing,
-            receipts=receipts,
-            presence=presence,
-            relations=relations,
-            context=context,
-            search=search,
-            directory=directory,
-        )
+        try:
+            server_key = ServerKey(config.server_name, signing_key)
+            accounts = AccountService(AccountStore(db), config.server_name)
+            events = EventStore(db)
+            notifier = Notifier()
+            notifier.set_initial("events", await events.max_stream_ordering())
+            rooms = RoomService(db, events, server_key, notifier)
+            sync = SyncService(events, notifier)
+            account_data_store = AccountDataStore(db)
+            notifier.set_initial("account_data", await account_data_store.max_stream_id())
+            account_data = AccountDataService(account_data_store, notifier)
+            sync.extensions.append(AccountDataSync(account_data_store))
+            filters = FilterService(FilterStore(db))
+            profiles = ProfileService(
+                ProfileStore(db), accounts.store, events, rooms, config.server_name
+            )
+            push = PushService(PushStore(db), events, config.server_name)
+            rooms.on_persisted.append(push.on_event)
+            media = MediaService(config, db)
+            await media.start()
+            e2ee = await E2EEService.start(db, events, notifier, config.server_name)
+            sync.extensions.append(e2ee.sync_extension())
+            accounts.on_devices_deleted.append(e2ee.devices_deleted)
+            typing = TypingService(notifier)
+            receipt_store = ReceiptStore(db)
+            notifier.set_initial("receipts", await receipt_store.max_stream_id())
+            receipts = ReceiptService(receipt_store, events, notifier, push, account_data)
+            presence = PresenceService(
+                config.presence.enabled, notifier, events, config.server_name
+            )
+            rooms.on_persisted += [typing.on_event, presence.on_event]
+            sync.extensions.append(EphemeralSyncExtension(typing, receipt_store, presence))
+            # Last: it reads the rooms the others put in the response.
+            sync.extensions.append(PushSyncExtension(push))
+            relations = RelationsService(
+                RelationsStore(db), events, ignored_users_from(account_data.get)
+            )
+            sync.bundle_aggregations = relations.bundle
+            context = ContextService(db, events)
+            search = SearchService(SearchStore(db), events, context, relations.bundle)
+            directory = DirectoryService(DirectoryStore(db), events, rooms, config.server_name)
+            return cls(
+                config=config,
+                db=db,
+                server_key=server_key,
+                accounts=accounts,
+                events=events,
+                rooms=rooms,
+                notifier=notifier,
+                sync=sync,
+                push=push,
+                media=media,
+                account_data=account_data,
+                filters=filters,
+                profiles=profiles,
+                e2ee=e2ee,
+                typing=typing,
+                receipts=receipts,
+                presence=presence,
+                relations=relations,
+                context=context,
+                search=search,
+                directory=directory,
+            )
+        except BaseException:
+            # A half-started node must not leave the writer thread running: the
+            # process could not exit after reporting the error.
+            await db.close()
+            raise
 
     async def stop(self) -> None:
         self.typing.close()

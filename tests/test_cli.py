@@ -31,7 +31,7 @@ import pytest
 
 from node import __version__
 from node.config import load_config
-from node.datadir import default_server_name
+from node.datadir import default_owner, default_server_name
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_NAME = "127.0.0.1:8448"
@@ -865,9 +865,8 @@ def test_first_run_initialises_with_defaults_in_a_private_network_namespace(
     assert "No data directory" in text and str(home) in text
     assert result["password_printed_while_running"], text
     assert len(re.findall(r"password:\s+\S+", text)) == 1
-    owner = f"@owner:{default_server_name()}"  # root's login name gives "owner"
-    if os.geteuid() != 0:
-        owner = result["owner"]
+    # The defaults: <hostname>.local, and the login name (root gives "owner").
+    owner = f"@{default_owner()}:{default_server_name()}"
     assert result["owner"] == owner
     assert result["login"] == [200, owner]
     assert result["federation"] == 200

@@ -56,6 +56,8 @@ async def room_event_filter_param(request: web.Request, user_id: str) -> EventFi
         return (await sync_filter_param(request, user_id)).room.timeline
     try:
         return EventFilter.parse(json.loads(raw), "filter")
+    except RecursionError:  # nested deeper than the recursion limit
+        raise MatrixError(400, "M_BAD_JSON", "Invalid filter: nested too deeply") from None
     except (ValueError, InvalidFilter) as e:
         raise MatrixError(400, "M_BAD_JSON", f"Invalid filter: {e}") from None
 
