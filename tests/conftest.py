@@ -73,3 +73,11 @@ def _no_croft_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CROFT_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+async def token(client_url: str, http: aiohttp.ClientSession) -> str:
+    """An access token of the owner, on device DEV1."""
+    from tests.client import login
+
+    return await login(http, client_url, "DEV1")

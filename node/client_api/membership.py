@@ -133,15 +133,37 @@ async def forget(request: web.Request, requester: Requester) -> web.Response:
     return json_response({})
 
 
-async def _membership_of_other(
-    request: web.Request, requester: Requester, membership: str, *, with_reason: bool = True
+async def _current_membership(request: web.Request, room_id: str, user_id: str) -> str | None:
+    events = request.app[NODE].events
+    ids = await events.get_current_state_ids(room_id)
+    event_id = ids.get((MEMBER, user_id))
+    stored = await events.get_event(event_id) if event_id else None
+    return stored.event.membership if stored else None
+
+
+async def _change_member(
+    request: web.Request,
+    requester: Requester,
+    membership: str,
+    *,
+    only_from: tuple[str, ...] | None = None,
+    refusal: str = "",
 ) -> web.Response:
+    """Set another user's membership (kick, ban, unban, invite); the auth rules decide.
+    ``only_from`` names the memberships the target must have now (else 403 ``refusal``)."""
     room_id = room_id_param(request)
     body = await json_object(request)
     target = _user_param(body)
-    reason = string_field(body, "reason", required=False) if with_reason else None
+    if only_from is not None and await _current_membership(request, room_id, target) not in (
+        only_from
+    ):
+        raise forbidden(f"{target} {refusal}")
     await request.app[NODE].rooms.set_membership(
-        requester.user_id, room_id, target, membership, reason=reason
+        requester.user_id,
+        room_id,
+        target,
+        membership,
+        reason=string_field(body, "reason", required=False),
     )
     return json_response({})
 
@@ -150,31 +172,20 @@ async def _membership_of_other(
 @authenticated
 async def kick(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/rooms/{roomId}/kick"""
-    room_id = room_id_param(request)
-    body = await json_object(request)
-    target = _user_param(body)
-    node = request.app[NODE]
-    ids = await node.events.get_current_state_ids(room_id)
-    current = (
-        await node.events.get_event(ids[(MEMBER, target)]) if ((MEMBER, target) in ids) else None
-    )
-    if current is None or current.event.membership not in ("join", "invite", "knock"):
-        raise forbidden(f"{target} is not in the room")
-    await node.rooms.set_membership(
-        requester.user_id,
-        room_id,
-        target,
+    return await _change_member(
+        request,
+        requester,
         "leave",
-        reason=string_field(body, "reason", required=False),
+        only_from=("join", "invite", "knock"),
+        refusal="is not in the room",
     )
-    return json_response({})
 
 
 @routes.post(V3 + "/rooms/{room_id}/ban")
 @authenticated
 async def ban(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/rooms/{roomId}/ban"""
-    return await _membership_of_other(request, requester, "ban")
+    return await _change_member(request, requester, "ban")
 
 
 @routes.post(V3 + "/rooms/{room_id}/unban")
@@ -182,50 +193,26 @@ async def ban(request: web.Request, requester: Requester) -> web.Response:
 async def unban(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/rooms/{roomId}/unban: the banned user's membership
     becomes leave."""
-    room_id = room_id_param(request)
-    body = await json_object(request)
-    target = _user_param(body)
-    node = request.app[NODE]
-    ids = await node.events.get_current_state_ids(room_id)
-    current = (
-        await node.events.get_event(ids[(MEMBER, target)]) if ((MEMBER, target) in ids) else None
+    return await _change_member(
+        request, requester, "leave", only_from=("ban",), refusal="is not banned"
     )
-    if current is None or current.event.membership != "ban":
-        raise forbidden(f"{target} is not banned")
-    await node.rooms.set_membership(
-        requester.user_id,
-        room_id,
-        target,
-        "leave",
-        reason=string_field(body, "reason", required=False),
-    )
-    return json_response({})
 
 
 @routes.post(V3 + "/rooms/{room_id}/invite")
 @authenticated
 async def invite(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
-    room_id = room_id_param(request)
     body = await json_object(request)
     if "user_id" not in body and "medium" in body:
         raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported")
     target = _user_param(body)
-    node = request.app[NODE]
-    if str(UserID.parse(target).server_name) != node.config.server_name:
+    if str(UserID.parse(target).server_name) != request.app[NODE].config.server_name:
         raise MatrixError(
             400,
             "M_UNKNOWN",
             "Inviting users on other servers needs federation, which this node does not offer yet",
         )
-    await node.rooms.set_membership(
-        requester.user_id,
-        room_id,
-        target,
-        "invite",
-        reason=string_field(body, "reason", required=False),
-    )
-    return json_response({})
+    return await _change_member(request, requester, "invite")
 
 
 @routes.put(V3 + "/rooms/{room_id}/redact/{event_id}/{txn_id}")

@@ -7,45 +7,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yarl
 
 from node.app import RunningNode
-from tests.conftest import OWNER, PASSWORD, SERVER_NAME
+from tests.client import call
+from tests.conftest import OWNER, SERVER_NAME
 
 OWNER_ID = f"@{OWNER}:{SERVER_NAME}"
 EVE = "@eve:elsewhere.example"
-
-
-@pytest.fixture
-async def token(client_url: str, http: aiohttp.ClientSession) -> str:
-    body = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": OWNER},
-        "password": PASSWORD,
-    }
-    async with http.post(f"{client_url}/_matrix/client/v3/login", json=body) as r:
-        return str((await r.json())["access_token"])
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    token: str,
-    body: Any = None,
-    status: int = 200,
-    **params: str,
-) -> Any:
-    async with http.request(
-        method,
-        yarl.URL(url, encoded=True),
-        json=body,
-        params=params or None,
-        headers={"Authorization": f"Bearer {token}"},
-    ) as r:
-        data = await r.json()
-        assert r.status == status, data
-        return data
 
 
 async def member_state(

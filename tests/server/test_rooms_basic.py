@@ -14,37 +14,10 @@ from node.config import Config
 from node.events.hashing import check_content_hash, compute_event_id
 from node.events.signing import get_verify_key, verify_event_signature
 from node.rooms.auth import check_auth_rules
+from tests.client import call
 from tests.conftest import OWNER, PASSWORD, SERVER_NAME
 
 OWNER_ID = f"@{OWNER}:{SERVER_NAME}"
-
-
-@pytest.fixture
-async def token(client_url: str, http: aiohttp.ClientSession) -> str:
-    body = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": OWNER},
-        "password": PASSWORD,
-        "device_id": "DEV1",
-    }
-    async with http.post(f"{client_url}/_matrix/client/v3/login", json=body) as r:
-        return str((await r.json())["access_token"])
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    token: str,
-    body: Any = None,
-    status: int = 200,
-) -> Any:
-    async with http.request(
-        method, url, json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as r:
-        data = await r.json()
-        assert r.status == status, data
-        return data
 
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])

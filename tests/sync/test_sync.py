@@ -5,44 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import aiohttp
 import nio
 import pytest
 
 from node.app import RunningNode
+from tests.client import call
 from tests.conftest import OWNER, PASSWORD, SERVER_NAME
 
 OWNER_ID = f"@{OWNER}:{SERVER_NAME}"
-
-
-@pytest.fixture
-async def token(client_url: str, http: aiohttp.ClientSession) -> str:
-    body = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": OWNER},
-        "password": PASSWORD,
-    }
-    async with http.post(f"{client_url}/_matrix/client/v3/login", json=body) as r:
-        return str((await r.json())["access_token"])
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    token: str,
-    body: Any = None,
-    status: int = 200,
-    **params: str,
-) -> Any:
-    async with http.request(
-        method, url, json=body, params=params or None, headers={"Authorization": f"Bearer {token}"}
-    ) as r:
-        data = await r.json()
-        assert r.status == status, data
-        return data
 
 
 async def send_text(
