@@ -9,45 +9,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import OWNER, PASSWORD, SERVER_NAME
+from tests.client import call, login
+from tests.conftest import OWNER, SERVER_NAME
 
 OWNER_ID = f"@{OWNER}:{SERVER_NAME}"
 # "Someone else": this single-user node has no second account and no federation yet,
 # so another user's events go in through RoomService.send (see tests/push).
 BOB = "@bob:remote.example"
-
-
-async def login(http: aiohttp.ClientSession, client_url: str, device_id: str) -> str:
-    body = {
-        "type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": OWNER},
-        "password": PASSWORD,
-        "device_id": device_id,
-    }
-    async with http.post(f"{client_url}/_matrix/client/v3/login", json=body) as r:
-        assert r.status == 200, await r.text()
-        return str((await r.json())["access_token"])
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    token: str,
-    body: Any = None,
-    status: int = 200,
-    **params: str,
-) -> Any:
-    async with http.request(
-        method,
-        url,
-        json=body,
-        params=params or None,
-        headers={"Authorization": f"Bearer {token}"},
-    ) as r:
-        data = await r.json()
-        assert r.status == status, data
-        return data
 
 
 async def raw_call(
