@@ -20,9 +20,10 @@ Everything is bounded: counts are fixed and the whole run stops after
 writes JSON to benchmarks/out/.
 
     python benchmarks/sends.py [--sends 2000] [--senders 8] [--samples 300]
-                               [--events 10000] [--cprofile FILE]
+                               [--events 10000] [--cprofile FILE] [--py-spy FILE]
 
-``--cprofile FILE`` runs the node under ``python -m cProfile -o FILE`` (slower; for
+``--py-spy FILE`` samples the running node with py-spy (``pip install py-spy``) and
+writes collapsed stacks; it distorts less than cProfile. ``--cprofile FILE`` runs the node under ``python -m cProfile -o FILE`` (slower; for
 finding where the time goes, not for the numbers).
 """
 
@@ -34,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -269,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=2.0, help="idle seconds before RSS")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this")
     parser.add_argument("--cprofile", type=Path, default=None, help="cProfile the node")
+    parser.add_argument(
+        "--py-spy", type=Path, default=None, help="sample the node with py-spy into FILE"
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for the JSON")
     args = parser.parse_args(argv)
     if min(args.sends, args.senders, args.samples) < 1:
@@ -282,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     work = Path(tempfile.mkdtemp(prefix="croft-bench-sends-"))
     proc: subprocess.Popen[bytes] | None = None
+    spy_proc: subprocess.Popen[bytes] | None = None
     try:
         data_dir = work / "node"
         port = free_port()
@@ -327,9 +333,23 @@ def main(argv: list[str] | None = None) -> int:
                 raise RuntimeError(f"no answer within {START_DEADLINE_S} s:\n{log.read_text()}")
             time.sleep(0.005)
         time.sleep(args.idle)
+        if args.py_spy is not None:
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            spy_proc = subprocess.Popen(
+                [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200"]
+                + ["--nonblocking", "--output", str(args.py_spy.resolve())],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         results = asyncio.run(measure(f"http://127.0.0.1:{port}", proc.pid, args))
+        if spy_proc is not None:
+            spy_proc.send_signal(signal.SIGINT)
+            spy_proc.wait(timeout=60)
         stop(proc)
     finally:
+        if spy_proc is not None and spy_proc.poll() is None:
+            spy_proc.kill()
+            spy_proc.wait()
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -30,13 +30,16 @@ from node.rooms.auth import AuthError, check_auth_rules, redaction_is_allowed
 from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
 from node.storage.database import Database
-from node.storage.events import EventStore, TxnKey, state_map
+from node.storage.events import EventStore, TxnKey, persist_event, redacted_event, state_map
 from node.sync.notifier import Notifier
 
 log = logging.getLogger(__name__)
 
 # How many rooms keep their head (extremities and current state) in memory.
 HEAD_CACHE_ROOMS = 64
+# How many recently committed transaction IDs are remembered (saves a lookup in the
+# store when a client retries at once).
+RECENT_TXNS = 1024
 
 # Called after an event is durably persisted, with the event and the room state with
 # the event applied (a copy the callback may keep).
@@ -76,6 +79,14 @@ class RoomService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._heads: OrderedDict[str, RoomHead] = OrderedDict()
         self.on_persisted: list[PersistedCallback] = []
+        # Events queued for writing and not yet committed, and per room how many: a
+        # room with writes in flight keeps its head in memory (the store lags it).
+        self._unpersisted: dict[str, Event] = {}
+        self._inflight: dict[str, int] = {}
+        self._txns_inflight: dict[TxnKey, asyncio.Future[str]] = {}
+        self._txns_recent: OrderedDict[TxnKey, str] = OrderedDict()
+        self._txn_commits = 0
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -99,9 +110,16 @@ class RoomService:
             state_map(stored, ids),
         )
         self._heads[room_id] = head
-        while len(self._heads) > HEAD_CACHE_ROOMS:
-            self._heads.popitem(last=False)
+        self._evict_heads()
         return head
+
+    def _evict_heads(self) -> None:
+        """Keep at most HEAD_CACHE_ROOMS heads, never one with writes in flight."""
+        excess = len(self._heads) - HEAD_CACHE_ROOMS
+        if excess <= 0:
+            return
+        for room_id in [r for r in self._heads if r not in self._inflight][:excess]:
+            del self._heads[room_id]
 
     # -- sending -------------------------------------------------------------------------
 
@@ -119,43 +137,153 @@ class RoomService:
         """Send an event as the local user ``sender``; returns its event ID once durable.
 
         For an ``m.room.redaction``, ``redacts`` names the target: in the content from
-        room v11, at the top level before."""
+        room v11, at the top level before.
+
+        Pipelined: under the room lock the event is built on the in-memory head,
+        checked, and its write queued; the lock is released before the commit, so the
+        next send builds on it while the writer commits both in one transaction
+        (writes commit in queue order, and ``persist_event`` refuses an event whose
+        prev events are not stored, so a failed write takes its successors with it)."""
         content = _checked_content(content)
         if txn is not None:
-            earlier = await self.events.get_txn_event_id(txn)
-            if earlier is not None:
-                return earlier
+            known = await self._known_txn(txn)
+            if known is not None:
+                return await known
         async with self._lock(room_id):
-            if txn is not None:  # a retry may have landed while we waited for the lock
-                earlier = await self.events.get_txn_event_id(txn)
-                if earlier is not None:
-                    return earlier
-            head = await self._head(room_id)
-            if head is None:
-                raise forbidden(f"{sender} is not in room {room_id}")
-            extra: dict[str, Any] = {}
-            if redacts is not None:
-                if head.room_version.redacts_in_content:
-                    content = {**content, "redacts": redacts}
-                else:
-                    extra["redacts"] = redacts
-            event = self._build(head, room_id, sender, event_type, content, state_key, extra)
-            self._authorise(event, head)
-            target = await self._redaction_target(event, head) if redacts else None
-            stream = await self.db.write(
-                lambda conn: self.events.persist_event_txn(
-                    conn, event, txn=txn, apply_redaction_to=target
+            # A retry with the same transaction ID may have been queued while we waited.
+            inflight = self._inflight_txn(txn) if txn is not None else None
+            if inflight is None:
+                head = await self._head(room_id)
+                if head is None:
+                    raise forbidden(f"{sender} is not in room {room_id}")
+                target = await self._find_event(redacts) if redacts is not None else None
+                written = self._queue_send(
+                    head, sender, room_id, event_type, content, state_key, txn, redacts, target
                 )
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        return await written
+
+    async def _find_event(self, event_id: str) -> Event | None:
+        """An event of any room, committed or still queued."""
+        queued = self._unpersisted.get(event_id)
+        if queued is not None:
+            return queued
+        # Not queued: committed already (it leaves the queue only after its commit) or
+        # unknown, so the store has the answer.
+        stored = await self.events.get_event(event_id)
+        return stored.event if stored is not None else None
+
+    def _queue_send(
+        self,
+        head: RoomHead,
+        sender: str,
+        room_id: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None,
+        txn: TxnKey | None,
+        redacts: str | None,
+        redaction_target: Event | None,
+    ) -> Awaitable[str]:
+        """Build, check and queue the write of one event (under the room lock; no
+        awaits, so the head cannot change underneath). Returns what to await."""
+        extra: dict[str, Any] = {}
+        if redacts is not None:
+            if head.room_version.redacts_in_content:
+                content = {**content, "redacts": redacts}
+            else:
+                extra["redacts"] = redacts
+        event = self._build(head, room_id, sender, event_type, content, state_key, extra)
+        self._authorise(event, head)
+        target = self._redaction_target(event, head, redaction_target) if redacts else None
+        future = self.db.submit_sync(
+            lambda conn: persist_event(
+                conn, event, txn=txn, apply_redaction_to=target, require_prev_events=True
             )
-            head.advance(event)
-            if target is not None:
-                await self._refresh_redacted_state(head, target)
-            persisted = [(event, dict(head.state))] if self.on_persisted else []
+        )
+        head.advance(event)
+        if target is not None:
+            self._redact_in_head(head, target, event)
+        state = dict(head.state) if self.on_persisted else None
+        self._unpersisted[event.event_id] = event
+        self._inflight[room_id] = self._inflight.get(room_id, 0) + 1
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        if txn is not None:
+            self._txns_inflight[txn] = done
+        task = asyncio.ensure_future(self._after_write(future, done, event, state, txn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return asyncio.shield(done)
+
+    async def _after_write(
+        self,
+        written: asyncio.Future[int],
+        done: asyncio.Future[str],
+        event: Event,
+        state: dict[StateKey, Event] | None,
+        txn: TxnKey | None,
+    ) -> None:
+        """Once the write of a queued event settles: bookkeeping, callbacks, wake-ups.
+        Runs as its own task, so a client hanging up changes nothing here."""
+        room_id = event.room_id
         try:
-            await self._run_on_persisted(persisted)
+            stream = await written
+        except BaseException as e:
+            # Not stored: forget the head (it has this event, and possibly successors
+            # queued on it, which will fail the same way); reload it from the store.
+            self._heads.pop(room_id, None)
+            log.error("event %s in %s was not stored: %s", event.event_id, room_id, e)
+            if not done.done():
+                done.set_exception(e if isinstance(e, MatrixError) else _not_stored(event.event_id))
+            return
+        finally:
+            self._unpersisted.pop(event.event_id, None)
+            left = self._inflight.get(room_id, 1) - 1
+            if left:
+                self._inflight[room_id] = left
+            else:
+                self._inflight.pop(room_id, None)
+            if txn is not None:
+                self._txns_inflight.pop(txn, None)
+        if txn is not None:
+            self._txns_recent[txn] = event.event_id
+            self._txn_commits += 1
+            while len(self._txns_recent) > RECENT_TXNS:
+                self._txns_recent.popitem(last=False)
+        try:
+            if state is not None:
+                await self._run_on_persisted([(event, state)])
         finally:
             self.notifier.notify("events", stream)
-        return event.event_id
+            if not done.done():
+                done.set_result(event.event_id)
+
+    async def _known_txn(self, txn: TxnKey) -> Awaitable[str] | None:
+        """What a send with this transaction ID already produced, if anything: a
+        committed event (its ID), or one still being written (wait for it)."""
+        found = self._inflight_txn(txn)
+        if found is not None:
+            return asyncio.shield(found)
+        recent = self._txns_recent.get(txn)
+        if recent is None:
+            commits_before = self._txn_commits
+            recent = await self.events.get_txn_event_id(txn)
+            if recent is None:
+                # A send with this ID may have been queued while we looked: either it is
+                # still in flight or it is among the recent ones.
+                found = self._inflight_txn(txn)
+                if found is not None:
+                    return asyncio.shield(found)
+                recent = self._txns_recent.get(txn)
+                if recent is None and self._txn_commits - commits_before >= RECENT_TXNS:
+                    recent = await self.events.get_txn_event_id(txn)
+        if recent is None:
+            return None
+        return _resolved(recent)
+
+    def _inflight_txn(self, txn: TxnKey) -> asyncio.Future[str] | None:
+        return self._txns_inflight.get(txn)
 
     async def _run_on_persisted(self, persisted: list[tuple[Event, dict[StateKey, Event]]]) -> None:
         """Run the callbacks for each persisted event; a failure is logged, not raised
@@ -199,14 +327,6 @@ class RoomService:
         except EventTooLarge as e:
             raise MatrixError(413, "M_TOO_LARGE", str(e)) from None
 
-    async def _refresh_redacted_state(self, head: RoomHead, target: str) -> None:
-        """A redacted state event stays in the state, redacted: keep the head in step."""
-        for key, ev in list(head.state.items()):
-            if ev.event_id == target:
-                stored = await self.events.get_event(target)
-                if stored is not None:
-                    head.state[key] = stored.event
-
     async def known_room(self, room_id: str) -> bool:
         return await self._head(room_id) is not None
 
@@ -237,18 +357,26 @@ class RoomService:
             body["reason"] = reason
         return await self.send(sender, room_id, MEMBER, body, state_key=target, txn=txn)
 
-    async def _redaction_target(self, redaction: Event, head: RoomHead) -> str | None:
+    @staticmethod
+    def _redaction_target(redaction: Event, head: RoomHead, target: Event | None) -> str | None:
         """Spec "Handling redactions" (rooms/fragments/v3-handling-redactions.md): the
         redaction is applied when its sender may redact the target; a local user who
-        may not gets 403. An unknown target is recorded and applied if it arrives."""
+        may not gets 403. An unknown target is recorded and applied if it arrives.
+        ``target`` is the event the redaction names, if this server has it."""
         target_id = redaction.redacts
         assert target_id is not None
-        stored = await self.events.get_event(target_id)
-        if stored is None or stored.event.room_id != redaction.room_id:
+        if target is None or target.room_id != redaction.room_id:
             return target_id  # not known here (yet): kept as a pending redaction
-        if not redaction_is_allowed(redaction, stored.event, head.state):
+        if not redaction_is_allowed(redaction, target, head.state):
             raise forbidden("You may not redact this event")
         return target_id
+
+    @staticmethod
+    def _redact_in_head(head: RoomHead, target: str, redaction: Event) -> None:
+        """A redacted state event stays in the state, redacted: keep the head in step."""
+        for key, ev in list(head.state.items()):
+            if ev.event_id == target:
+                head.state[key] = redacted_event(ev, redaction)
 
     @staticmethod
     def _authorise(event: Event, head: RoomHead) -> None:
@@ -310,6 +438,14 @@ class RoomService:
         finally:
             self.notifier.notify("events", stream)
         return room_id
+
+
+def _not_stored(event_id: str) -> MatrixError:
+    return MatrixError(500, "M_UNKNOWN", f"The event {event_id} could not be stored; send it again")
+
+
+async def _resolved(value: str) -> str:
+    return value
 
 
 def _checked_content(content: Mapping[str, Any]) -> dict[str, Any]:

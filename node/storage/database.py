@@ -1,12 +1,19 @@
 """The SQLite database: one writer connection with group commit, one reader, migrations.
 
 Every write goes through :meth:`Database.write` as a ``*_txn`` coroutine function that
-receives the writer connection inside an open transaction. The writer task runs the
-queued functions one after the other in a single transaction (each under its own
-SAVEPOINT, so one failure does not undo the others), commits with
+receives the writer connection inside an open transaction, or through
+:meth:`Database.write_sync` / :meth:`Database.submit_sync` as a plain function that
+receives the raw ``sqlite3`` connection and runs on the writer's thread. The writer
+task runs the queued functions one after the other in a single transaction (each under
+its own SAVEPOINT, so one failure does not undo the others), commits with
 ``synchronous=FULL`` and only then resolves the callers' futures: an acknowledged
 write is on disk. A caller that is cancelled (a client hung up) does not cancel
 its write.
+
+Each ``await`` on an aiosqlite call is a round trip to the connection's thread (a
+queue put, a thread wake-up, a wake-up of the event loop). Hot paths therefore use
+the plain-function forms: a batch made only of them (BEGIN, every job, COMMIT) is one
+round trip, and :meth:`fetchone`, :meth:`fetchall` and :meth:`read_sync` are one each.
 
 Migrations are the numbered files in ``node/storage/migrations`` (``NNNN_name.sql``);
 ``PRAGMA user_version`` records the last one applied.
@@ -20,6 +27,7 @@ import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +38,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 TxnFn = Callable[[aiosqlite.Connection], Awaitable[T]]
+SyncFn = Callable[[sqlite3.Connection], T]
 
 # How many queued writes one transaction may carry.
 MAX_GROUP = 256
@@ -62,11 +71,72 @@ def bundled_migrations() -> list[Migration]:
 
 
 class _Job:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "future", "sync")
 
-    def __init__(self, fn: TxnFn[Any], future: asyncio.Future[Any]) -> None:
+    def __init__(self, fn: Any, future: asyncio.Future[Any], sync: bool) -> None:
         self.fn = fn
         self.future = future
+        self.sync = sync  # fn takes the raw sqlite3 connection and runs on its thread
+
+
+async def in_thread(conn: aiosqlite.Connection, fn: SyncFn[T]) -> T:
+    """Run ``fn(raw sqlite3 connection)`` on ``conn``'s own thread: one round trip.
+
+    aiosqlite runs every call of a connection on one thread; ``_execute`` queues a
+    function there (the library's own mechanism behind ``execute``). The version
+    range in pyproject.toml pins the aiosqlite this relies on.
+    """
+    raw = conn._conn
+    result: T = await conn._execute(fn, raw)
+    return result
+
+
+def _run_sync_job(raw: sqlite3.Connection, fn: SyncFn[Any]) -> tuple[bool, Any]:
+    """One job under its own SAVEPOINT (on the writer's thread)."""
+    raw.execute("SAVEPOINT job")
+    try:
+        value = fn(raw)
+    except Exception as e:
+        raw.execute("ROLLBACK TO job")
+        raw.execute("RELEASE job")
+        return False, e
+    raw.execute("RELEASE job")
+    return True, value
+
+
+def _run_sync_batch(raw: sqlite3.Connection, fns: list[SyncFn[Any]]) -> list[tuple[bool, Any]]:
+    """BEGIN, every job under its SAVEPOINT, COMMIT: a whole batch on the writer's
+    thread. A failed BEGIN or COMMIT rolls back and raises."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        results = [_run_sync_job(raw, fn) for fn in fns]
+        raw.execute("COMMIT")
+    except BaseException:
+        try:
+            raw.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
+    return results
+
+
+def _fetchone(sql: str, params: tuple[Any, ...]) -> SyncFn[sqlite3.Row | None]:
+    return lambda raw: raw.execute(sql, params).fetchone()
+
+
+def _fetchall(sql: str, params: tuple[Any, ...]) -> SyncFn[list[sqlite3.Row]]:
+    return lambda raw: raw.execute(sql, params).fetchall()
+
+
+def _in_snapshot(fn: SyncFn[T]) -> SyncFn[T]:
+    def run(raw: sqlite3.Connection) -> T:
+        raw.execute("BEGIN")
+        try:
+            return fn(raw)
+        finally:
+            raw.execute("COMMIT")
+
+    return run
 
 
 class Database:
@@ -120,12 +190,26 @@ class Database:
 
     async def write(self, fn: TxnFn[T]) -> T:
         """Run ``fn(conn)`` in a write transaction; return once it is committed to disk."""
-        if self._task is None:
-            raise StorageError("database is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(fn, future))
         # shield: a cancelled caller must not abandon a write that is about to commit.
-        return await asyncio.shield(future)
+        return await asyncio.shield(self._submit(fn, sync=False))
+
+    async def write_sync(self, fn: SyncFn[T]) -> T:
+        """Like :meth:`write` for a plain function of the raw ``sqlite3`` connection,
+        run on the writer's thread (it must not touch the event loop)."""
+        return await asyncio.shield(self.submit_sync(fn))
+
+    def submit_sync(self, fn: SyncFn[T]) -> asyncio.Future[T]:
+        """Queue ``fn`` as :meth:`write_sync` does, without waiting: the future
+        resolves once it is committed. Writes run in the order they are submitted,
+        so a caller may submit under a lock and wait after releasing it."""
+        return self._submit(fn, sync=True)
+
+    def _submit(self, fn: Any, *, sync: bool) -> asyncio.Future[Any]:
+        if self._task is None or self._task.done():
+            raise StorageError("database is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(fn, future, sync))
+        return future
 
     async def _writer_loop(self) -> None:
         stop = False
@@ -146,25 +230,13 @@ class Database:
         conn = self._writer
         results: list[tuple[bool, Any]] = []
         try:
-            await conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                await conn.execute("SAVEPOINT job")
-                try:
-                    value = await job.fn(conn)
-                except Exception as e:
-                    await conn.execute("ROLLBACK TO job")
-                    await conn.execute("RELEASE job")
-                    results.append((False, e))
-                else:
-                    await conn.execute("RELEASE job")
-                    results.append((True, value))
-            await conn.execute("COMMIT")
-        except Exception as e:
+            if all(job.sync for job in batch):
+                fns = [job.fn for job in batch]
+                results = await in_thread(conn, lambda raw: _run_sync_batch(raw, fns))
+            else:
+                results = await self._run_mixed_batch(conn, batch)
+        except Exception as e:  # rolled back: every job of the batch fails
             log.error("database commit failed: %s", e)
-            try:
-                await conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             err = StorageError(f"database write failed: {e}")
             for job in batch:
                 if not job.future.done():
@@ -178,17 +250,52 @@ class Database:
             else:
                 job.future.set_exception(value)
 
+    @staticmethod
+    async def _run_mixed_batch(
+        conn: aiosqlite.Connection, batch: list[_Job]
+    ) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for job in batch:
+                if job.sync:
+                    results.append(await in_thread(conn, partial(_run_sync_job, fn=job.fn)))
+                    continue
+                await conn.execute("SAVEPOINT job")
+                try:
+                    value = await job.fn(conn)
+                except Exception as e:
+                    await conn.execute("ROLLBACK TO job")
+                    await conn.execute("RELEASE job")
+                    results.append((False, e))
+                else:
+                    await conn.execute("RELEASE job")
+                    results.append((True, value))
+            await conn.execute("COMMIT")
+        except BaseException:
+            try:
+                await conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        return results
+
     # -- reads ---------------------------------------------------------------------------
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         async with self._reader_lock:
-            async with self._reader.execute(sql, tuple(params)) as cur:
-                return await cur.fetchone()
+            return await in_thread(self._reader, _fetchone(sql, tuple(params)))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self._reader_lock:
-            async with self._reader.execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
+            return await in_thread(self._reader, _fetchall(sql, tuple(params)))
+
+    async def read_sync(self, fn: SyncFn[T]) -> T:
+        """Run ``fn(raw sqlite3 connection)`` on the reader's thread in one consistent
+        snapshot: one round trip however many queries it makes. ``fn`` must not touch
+        the event loop."""
+        async with self._reader_lock:
+            return await in_thread(self._reader, _in_snapshot(fn))
 
     async def read(self, fn: TxnFn[T]) -> T:
         """Run several reads in one consistent snapshot."""

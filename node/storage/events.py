@@ -8,6 +8,7 @@ received), so it can be re-hashed and served verbatim.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -19,7 +20,11 @@ from node.events.pdu import MEMBER, Event, StateKey
 from node.events.redaction import redact
 from node.events.room_versions import RoomVersion, room_version
 from node.storage.accounts import now_ms
-from node.storage.database import Database
+from node.storage.database import Database, in_thread
+
+
+class MissingPrevEvents(Exception):
+    """An event was to be stored on top of prev events that are not (see persist_event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,75 +70,17 @@ class EventStore:
         update_current_state: bool = True,
         apply_redaction_to: str | None = None,
     ) -> int:
-        """Store an accepted event at the head of its room: the row, its DAG edges,
-        the forward extremities and (for state) the current state. Returns its
-        stream ordering."""
-        raw = event.raw
-        cur = await conn.execute(
-            "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
-            " origin_server_ts, received_ts, rejected_reason, json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                event.event_id,
-                event.room_id,
-                event.type,
-                event.state_key,
-                event.sender,
-                event.depth,
-                event.origin_server_ts,
-                now_ms(),
-                event.rejected_reason,
-                encode_canonical_json(raw),
+        """:func:`persist_event` inside an async ``Database.write`` transaction."""
+        return await in_thread(
+            conn,
+            lambda raw: persist_event(
+                raw,
+                event,
+                txn=txn,
+                update_current_state=update_current_state,
+                apply_redaction_to=apply_redaction_to,
             ),
         )
-        stream = int(cur.lastrowid or 0)
-        await conn.executemany(
-            "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?, ?)",
-            [(event.event_id, p) for p in event.prev_event_ids],
-        )
-        await conn.executemany(
-            "INSERT OR IGNORE INTO event_auth (event_id, auth_id) VALUES (?, ?)",
-            [(event.event_id, a) for a in event.auth_event_ids],
-        )
-        if event.rejected_reason is None:
-            await conn.executemany(
-                "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
-                [(event.room_id, p) for p in event.prev_event_ids],
-            )
-            await conn.execute(
-                "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
-                (event.room_id, event.event_id),
-            )
-            if event.type == MEMBER and event.membership in ("join", "invite", "knock"):
-                # Coming back to a forgotten room makes it a room again.
-                await conn.execute(
-                    "DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?",
-                    (event.state_key, event.room_id),
-                )
-            if update_current_state and event.is_state:
-                await conn.execute(
-                    "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id)"
-                    " VALUES (?, ?, ?, ?)",
-                    (event.room_id, event.type, event.state_key, event.event_id),
-                )
-        if apply_redaction_to is not None:
-            cur = await conn.execute(
-                "UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
-                (event.event_id, apply_redaction_to),
-            )
-            if cur.rowcount == 0:
-                await conn.execute(
-                    "INSERT OR IGNORE INTO pending_redactions (redacts, redaction_id)"
-                    " VALUES (?, ?)",
-                    (apply_redaction_to, event.event_id),
-                )
-        if txn is not None:
-            await conn.execute(
-                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (txn.user_id, txn.device_id, txn.txn_id, event.event_id, now_ms()),
-            )
-        return stream
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -158,12 +105,11 @@ class EventStore:
             for row in rows:
                 version = room_version(row["room_version"])
                 raw = json.loads(row["json"])
+                event = Event(row["event_id"], version, raw, row["rejected_reason"])
                 because = redactions.get(row["redacted_by"])
                 if because is not None:
                     # Served redacted; the stored JSON keeps what arrived.
-                    raw = redact(raw, version)
-                    raw["unsigned"] = {"redacted_because": to_client_event(because)}
-                event = Event(row["event_id"], version, raw, row["rejected_reason"])
+                    event = redacted_event(event, because)
                 out[event.event_id] = StoredEvent(event, row["stream_ordering"])
         return out
 
@@ -334,6 +280,104 @@ class EventStore:
                 "SELECT COUNT(*) FROM events WHERE room_id = ?", (room_id,)
             )
         return int(row[0]) if row else 0
+
+
+def persist_event(
+    conn: sqlite3.Connection,
+    event: Event,
+    *,
+    txn: TxnKey | None = None,
+    update_current_state: bool = True,
+    apply_redaction_to: str | None = None,
+    require_prev_events: bool = False,
+) -> int:
+    """Store an accepted event at the head of its room: the row, its DAG edges, the
+    forward extremities and (for state) the current state. Returns its stream
+    ordering. A plain function for ``Database.write_sync`` (the writer's thread).
+
+    ``require_prev_events``: refuse (``MissingPrevEvents``) unless every prev event is
+    stored. The room service sets it for the events it builds: they are queued on top
+    of events not yet committed, and one that failed must take its successors with it
+    rather than leave a hole in the DAG."""
+    if require_prev_events and event.prev_event_ids:
+        prevs = list(dict.fromkeys(event.prev_event_ids))
+        marks = ",".join("?" * len(prevs))
+        (found,) = conn.execute(
+            f"SELECT COUNT(*) FROM events WHERE event_id IN ({marks})", prevs
+        ).fetchone()
+        if found != len(prevs):
+            raise MissingPrevEvents(f"{event.event_id}: a prev event is not stored")
+    cur = conn.execute(
+        "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
+        " origin_server_ts, received_ts, rejected_reason, json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event.event_id,
+            event.room_id,
+            event.type,
+            event.state_key,
+            event.sender,
+            event.depth,
+            event.origin_server_ts,
+            now_ms(),
+            event.rejected_reason,
+            encode_canonical_json(event.raw),
+        ),
+    )
+    stream = int(cur.lastrowid or 0)
+    conn.executemany(
+        "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?, ?)",
+        [(event.event_id, p) for p in event.prev_event_ids],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO event_auth (event_id, auth_id) VALUES (?, ?)",
+        [(event.event_id, a) for a in event.auth_event_ids],
+    )
+    if event.rejected_reason is None:
+        conn.executemany(
+            "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
+            [(event.room_id, p) for p in event.prev_event_ids],
+        )
+        conn.execute(
+            "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
+            (event.room_id, event.event_id),
+        )
+        if event.type == MEMBER and event.membership in ("join", "invite", "knock"):
+            # Coming back to a forgotten room makes it a room again.
+            conn.execute(
+                "DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?",
+                (event.state_key, event.room_id),
+            )
+        if update_current_state and event.is_state:
+            conn.execute(
+                "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id)"
+                " VALUES (?, ?, ?, ?)",
+                (event.room_id, event.type, event.state_key, event.event_id),
+            )
+    if apply_redaction_to is not None:
+        cur = conn.execute(
+            "UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+            (event.event_id, apply_redaction_to),
+        )
+        if cur.rowcount == 0:
+            conn.execute(
+                "INSERT OR IGNORE INTO pending_redactions (redacts, redaction_id) VALUES (?, ?)",
+                (apply_redaction_to, event.event_id),
+            )
+    if txn is not None:
+        conn.execute(
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (txn.user_id, txn.device_id, txn.txn_id, event.event_id, now_ms()),
+        )
+    return stream
+
+
+def redacted_event(event: Event, because: Event) -> Event:
+    """``event`` as it is served once ``because`` (a redaction) applies to it."""
+    raw = redact(event.raw, event.room_version)
+    raw["unsigned"] = {"redacted_because": to_client_event(because)}
+    return Event(event.event_id, event.room_version, raw, event.rejected_reason)
 
 
 def state_map(
