@@ -23,8 +23,9 @@ writes JSON to benchmarks/out/.
                                [--events 10000] [--cprofile FILE] [--py-spy FILE]
 
 ``--py-spy FILE`` samples the running node with py-spy (``pip install py-spy``) and
-writes collapsed stacks; it distorts less than cProfile. ``--cprofile FILE`` runs the node under ``python -m cProfile -o FILE`` (slower; for
-finding where the time goes, not for the numbers).
+writes collapsed stacks; it distorts less than cProfile. ``--cprofile FILE`` runs the
+node under ``python -m cProfile -o FILE`` (slower). Both are for finding where the time
+goes, not for the numbers.
 """
 
 from __future__ import annotations
@@ -189,11 +190,48 @@ async def login_and_room(url: str) -> tuple[str, str]:
     return str(token), str(room_id)
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int, stat: str = "") -> float:
     """User + system CPU seconds the process has used (all its threads)."""
-    with open(f"/proc/{pid}/stat") as f:
+    with open(stat or f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU milliseconds per operation over a ``with`` block: node, node main thread,
+    load generator."""
+
+    def __init__(self, pid: int, operations: int) -> None:
+        self.pid = pid
+        self.operations = operations
+        self.ms: dict[str, float] = {}
+
+    def _now(self) -> tuple[float, float, float]:
+        return cpu_s(self.pid), main_thread_cpu_s(self.pid), time.process_time()
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._now()
+        names = ("node", "node_main_thread", "load_generator")
+        self.ms = {
+            n: (b - a) * 1000 / self.operations
+            for n, a, b in zip(names, self._start, end, strict=True)
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"CPU ms/send: node {self.ms['node']:.2f} (main thread "
+            f"{self.ms['node_main_thread']:.2f}), load generator {self.ms['load_generator']:.2f}"
+        )
+
+
+def main_thread_cpu_s(pid: int) -> float:
+    """CPU seconds of the node's main thread (the event loop) alone; the rest of
+    the node's CPU is its SQLite threads."""
+    return cpu_s(pid, f"/proc/{pid}/task/{pid}/stat")
 
 
 def mib(kib: int) -> float:
@@ -206,23 +244,20 @@ async def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any
     bench = Bench(url, token, room_id, time.monotonic() + args.max_seconds)
     results: dict[str, Any] = {"idle_rss_kib": idle["VmRSS"], "idle_hwm_kib": idle["VmHWM"]}
     try:
-        c0 = cpu_s(pid)
-        results["sequential_sends_per_s"] = await bench.sequential(args.sends)
-        # Node CPU per send (all threads; includes the warm-up send).
-        results["sequential_node_cpu_ms_per_send"] = (cpu_s(pid) - c0) * 1000 / (args.sends + 1)
+        # CPU per send (includes the warm-up sends): the node's (all threads), its main
+        # thread's, and this load generator's (it shares the machine's cores).
+        with CpuMeter(pid, args.sends + 1) as cpu:
+            results["sequential_sends_per_s"] = await bench.sequential(args.sends)
+        results["sequential_cpu_ms_per_send"] = cpu.ms
         print(
-            f"(a) sequential: {results['sequential_sends_per_s']:8.1f} sends/s "
-            f"(node CPU {results['sequential_node_cpu_ms_per_send']:.2f} ms/send)",
-            flush=True,
+            f"(a) sequential: {results['sequential_sends_per_s']:8.1f} sends/s ({cpu})", flush=True
         )
-        c0 = cpu_s(pid)
-        results["concurrent_sends_per_s"] = await bench.concurrent(args.sends, args.senders)
-        results["concurrent_node_cpu_ms_per_send"] = (
-            (cpu_s(pid) - c0) * 1000 / (args.sends + args.senders)
-        )
+        with CpuMeter(pid, args.sends + args.senders) as cpu:
+            results["concurrent_sends_per_s"] = await bench.concurrent(args.sends, args.senders)
+        results["concurrent_cpu_ms_per_send"] = cpu.ms
         print(
             f"(b) {args.senders} senders:   {results['concurrent_sends_per_s']:8.1f} sends/s "
-            f"(node CPU {results['concurrent_node_cpu_ms_per_send']:.2f} ms/send)",
+            f"({cpu})",
             flush=True,
         )
         c0 = cpu_s(pid)
@@ -335,9 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.idle)
         if args.py_spy is not None:
             spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            spy_args = ["record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200"]
+            spy_args += ["--nonblocking", "--output", str(args.py_spy.resolve())]
             spy_proc = subprocess.Popen(
-                [spy, "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "200"]
-                + ["--nonblocking", "--output", str(args.py_spy.resolve())],
+                [spy, *spy_args],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

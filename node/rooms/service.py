@@ -30,20 +30,44 @@ from node.rooms.auth import AuthError, check_auth_rules, redaction_is_allowed
 from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
 from node.storage.database import Database
-from node.storage.events import EventStore, TxnKey, persist_event, redacted_event, state_map
+from node.storage.events import (
+    DuplicateTxn,
+    EventStore,
+    MissingPrevEvents,
+    TxnKey,
+    persist_event,
+    redacted_event,
+    state_map,
+)
 from node.sync.notifier import Notifier
 
 log = logging.getLogger(__name__)
 
 # How many rooms keep their head (extremities and current state) in memory.
 HEAD_CACHE_ROOMS = 64
-# How many recently committed transaction IDs are remembered (saves a lookup in the
-# store when a client retries at once).
+# How many recently committed transaction IDs are remembered (a client retrying at
+# once is answered without a write).
 RECENT_TXNS = 1024
+# How often a send is built again after it was queued on an event that was not stored.
+MAX_REBUILDS = 3
 
 # Called after an event is durably persisted, with the event and the room state with
 # the event applied (a copy the callback may keep).
 PersistedCallback = Callable[[Event, Mapping[StateKey, Event]], Awaitable[None]]
+
+
+@dataclass
+class _Send:
+    """One local send, kept until it is durable (it may have to be built again)."""
+
+    sender: str
+    room_id: str
+    event_type: str
+    content: dict[str, Any]
+    state_key: str | None
+    txn: TxnKey | None
+    redacts: str | None
+    rebuilds: int = 0
 
 
 @dataclass
@@ -85,7 +109,6 @@ class RoomService:
         self._inflight: dict[str, int] = {}
         self._txns_inflight: dict[TxnKey, asyncio.Future[str]] = {}
         self._txns_recent: OrderedDict[TxnKey, str] = OrderedDict()
-        self._txn_commits = 0
         self._tasks: set[asyncio.Future[None]] = set()
 
     def _lock(self, room_id: str) -> asyncio.Lock:
@@ -145,23 +168,25 @@ class RoomService:
         (writes commit in queue order, and ``persist_event`` refuses an event whose
         prev events are not stored, so a failed write takes its successors with it)."""
         content = _checked_content(content)
-        if txn is not None:
-            known = await self._known_txn(txn)
-            if known is not None:
-                return await known
-        async with self._lock(room_id):
+        return await self._send(
+            _Send(sender, room_id, event_type, content, state_key, txn, redacts)
+        )
+
+    async def _send(self, req: _Send) -> str:
+        known = self._known_txn(req.txn)
+        if known is not None:
+            return await known
+        async with self._lock(req.room_id):
             # A retry with the same transaction ID may have been queued while we waited.
-            inflight = self._inflight_txn(txn) if txn is not None else None
-            if inflight is None:
-                head = await self._head(room_id)
+            known = self._known_txn(req.txn)
+            if known is None:
+                head = await self._head(req.room_id)
                 if head is None:
-                    raise forbidden(f"{sender} is not in room {room_id}")
-                target = await self._find_event(redacts) if redacts is not None else None
-                written = self._queue_send(
-                    head, sender, room_id, event_type, content, state_key, txn, redacts, target
-                )
-        if inflight is not None:
-            return await asyncio.shield(inflight)
+                    raise forbidden(f"{req.sender} is not in room {req.room_id}")
+                target = await self._find_event(req.redacts) if req.redacts else None
+                written = self._queue_send(head, req, target)
+        if known is not None:
+            return await known
         return await written
 
     async def _find_event(self, event_id: str) -> Event | None:
@@ -175,28 +200,22 @@ class RoomService:
         return stored.event if stored is not None else None
 
     def _queue_send(
-        self,
-        head: RoomHead,
-        sender: str,
-        room_id: str,
-        event_type: str,
-        content: dict[str, Any],
-        state_key: str | None,
-        txn: TxnKey | None,
-        redacts: str | None,
-        redaction_target: Event | None,
+        self, head: RoomHead, req: _Send, redaction_target: Event | None
     ) -> Awaitable[str]:
         """Build, check and queue the write of one event (under the room lock; no
         awaits, so the head cannot change underneath). Returns what to await."""
-        extra: dict[str, Any] = {}
-        if redacts is not None:
+        content, extra = req.content, {}
+        if req.redacts is not None:
             if head.room_version.redacts_in_content:
-                content = {**content, "redacts": redacts}
+                content = {**content, "redacts": req.redacts}
             else:
-                extra["redacts"] = redacts
-        event = self._build(head, room_id, sender, event_type, content, state_key, extra)
+                extra["redacts"] = req.redacts
+        event = self._build(
+            head, req.room_id, req.sender, req.event_type, content, req.state_key, extra
+        )
         self._authorise(event, head)
-        target = self._redaction_target(event, head, redaction_target) if redacts else None
+        target = self._redaction_target(event, head, redaction_target) if req.redacts else None
+        txn = req.txn
         future = self.db.submit_sync(
             lambda conn: persist_event(
                 conn, event, txn=txn, apply_redaction_to=target, require_prev_events=True
@@ -207,11 +226,11 @@ class RoomService:
             self._redact_in_head(head, target, event)
         state = dict(head.state) if self.on_persisted else None
         self._unpersisted[event.event_id] = event
-        self._inflight[room_id] = self._inflight.get(room_id, 0) + 1
+        self._inflight[req.room_id] = self._inflight.get(req.room_id, 0) + 1
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         if txn is not None:
             self._txns_inflight[txn] = done
-        task = asyncio.ensure_future(self._after_write(future, done, event, state, txn))
+        task = asyncio.ensure_future(self._after_write(future, done, event, state, req))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return asyncio.shield(done)
@@ -222,68 +241,84 @@ class RoomService:
         done: asyncio.Future[str],
         event: Event,
         state: dict[StateKey, Event] | None,
-        txn: TxnKey | None,
+        req: _Send,
     ) -> None:
         """Once the write of a queued event settles: bookkeeping, callbacks, wake-ups.
-        Runs as its own task, so a client hanging up changes nothing here."""
-        room_id = event.room_id
+        Runs as its own task, so a client hanging up changes nothing here.
+
+        Two outcomes leave the in-memory head ahead of the store, so it is dropped
+        (and reloaded by the next send): the transaction ID turned out to be taken
+        (a retry of a send from before a restart: answer with that event), or a prev
+        event was not stored (this send was queued on one of those, or on a failed
+        write: build it again on the store's head; the client was not answered yet)."""
+        room_id, txn = event.room_id, req.txn
+        outcome: int | str | BaseException
         try:
-            stream = await written
+            outcome = await written
+        except DuplicateTxn as dup:
+            outcome = dup.event_id
         except BaseException as e:
-            # Not stored: forget the head (it has this event, and possibly successors
-            # queued on it, which will fail the same way); reload it from the store.
-            self._heads.pop(room_id, None)
-            log.error("event %s in %s was not stored: %s", event.event_id, room_id, e)
-            if not done.done():
-                done.set_exception(e if isinstance(e, MatrixError) else _not_stored(event.event_id))
-            return
-        finally:
-            self._unpersisted.pop(event.event_id, None)
-            left = self._inflight.get(room_id, 1) - 1
-            if left:
-                self._inflight[room_id] = left
-            else:
-                self._inflight.pop(room_id, None)
-            if txn is not None:
-                self._txns_inflight.pop(txn, None)
+            outcome = e
+        self._unpersisted.pop(event.event_id, None)
+        left = self._inflight.get(room_id, 1) - 1
+        if left:
+            self._inflight[room_id] = left
+        else:
+            self._inflight.pop(room_id, None)
         if txn is not None:
-            self._txns_recent[txn] = event.event_id
-            self._txn_commits += 1
-            while len(self._txns_recent) > RECENT_TXNS:
-                self._txns_recent.popitem(last=False)
+            self._txns_inflight.pop(txn, None)
+        if not isinstance(outcome, int):
+            self._heads.pop(room_id, None)
+            await self._settle_unstored(done, event, req, outcome)
+            return
+        if txn is not None:
+            self._remember_txn(txn, event.event_id)
         try:
             if state is not None:
                 await self._run_on_persisted([(event, state)])
         finally:
-            self.notifier.notify("events", stream)
+            self.notifier.notify("events", outcome)
             if not done.done():
                 done.set_result(event.event_id)
 
-    async def _known_txn(self, txn: TxnKey) -> Awaitable[str] | None:
-        """What a send with this transaction ID already produced, if anything: a
-        committed event (its ID), or one still being written (wait for it)."""
-        found = self._inflight_txn(txn)
+    async def _settle_unstored(
+        self, done: asyncio.Future[str], event: Event, req: _Send, outcome: str | BaseException
+    ) -> None:
+        try:
+            if isinstance(outcome, str):  # the transaction ID's earlier event
+                assert req.txn is not None
+                self._remember_txn(req.txn, outcome)
+                result = outcome
+            elif isinstance(outcome, MissingPrevEvents) and req.rebuilds < MAX_REBUILDS:
+                req.rebuilds += 1
+                log.info("rebuilding %s in %s: %s", event.event_id, req.room_id, outcome)
+                result = await self._send(req)
+            else:
+                log.error("event %s in %s was not stored: %s", event.event_id, req.room_id, outcome)
+                raise outcome if isinstance(outcome, MatrixError) else _not_stored(event.event_id)
+        except BaseException as e:
+            if not done.done():
+                done.set_exception(e)
+        else:
+            if not done.done():
+                done.set_result(result)
+
+    def _remember_txn(self, txn: TxnKey, event_id: str) -> None:
+        self._txns_recent[txn] = event_id
+        while len(self._txns_recent) > RECENT_TXNS:
+            self._txns_recent.popitem(last=False)
+
+    def _known_txn(self, txn: TxnKey | None) -> Awaitable[str] | None:
+        """What a send with this transaction ID already produced in this process: an
+        event still being written (wait for it) or a recent one. Older ones, from
+        before a restart, are found by the write itself (``DuplicateTxn``)."""
+        if txn is None:
+            return None
+        found = self._txns_inflight.get(txn)
         if found is not None:
             return asyncio.shield(found)
         recent = self._txns_recent.get(txn)
-        if recent is None:
-            commits_before = self._txn_commits
-            recent = await self.events.get_txn_event_id(txn)
-            if recent is None:
-                # A send with this ID may have been queued while we looked: either it is
-                # still in flight or it is among the recent ones.
-                found = self._inflight_txn(txn)
-                if found is not None:
-                    return asyncio.shield(found)
-                recent = self._txns_recent.get(txn)
-                if recent is None and self._txn_commits - commits_before >= RECENT_TXNS:
-                    recent = await self.events.get_txn_event_id(txn)
-        if recent is None:
-            return None
-        return _resolved(recent)
-
-    def _inflight_txn(self, txn: TxnKey) -> asyncio.Future[str] | None:
-        return self._txns_inflight.get(txn)
+        return _resolved(recent) if recent is not None else None
 
     async def _run_on_persisted(self, persisted: list[tuple[Event, dict[StateKey, Event]]]) -> None:
         """Run the callbacks for each persisted event; a failure is logged, not raised

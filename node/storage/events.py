@@ -23,6 +23,14 @@ from node.storage.accounts import now_ms
 from node.storage.database import Database, in_thread
 
 
+class DuplicateTxn(Exception):
+    """The transaction ID was used before, for ``event_id`` (see persist_event)."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"transaction ID already used for {event_id}")
+        self.event_id = event_id
+
+
 class MissingPrevEvents(Exception):
     """An event was to be stored on top of prev events that are not (see persist_event)."""
 
@@ -298,7 +306,26 @@ def persist_event(
     ``require_prev_events``: refuse (``MissingPrevEvents``) unless every prev event is
     stored. The room service sets it for the events it builds: they are queued on top
     of events not yet committed, and one that failed must take its successors with it
-    rather than leave a hole in the DAG."""
+    rather than leave a hole in the DAG.
+
+    ``txn``: the client's transaction ID, recorded first; if it was used before, raises
+    ``DuplicateTxn`` with that event's ID and stores nothing."""
+    if txn is not None:
+        try:
+            conn.execute(
+                "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (txn.user_id, txn.device_id, txn.txn_id, event.event_id, now_ms()),
+            )
+        except sqlite3.IntegrityError:
+            row = conn.execute(
+                "SELECT event_id FROM event_txn_ids"
+                " WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+                (txn.user_id, txn.device_id, txn.txn_id),
+            ).fetchone()
+            if row is None:
+                raise
+            raise DuplicateTxn(row[0]) from None
     if require_prev_events and event.prev_event_ids:
         prevs = list(dict.fromkeys(event.prev_event_ids))
         marks = ",".join("?" * len(prevs))
@@ -364,12 +391,6 @@ def persist_event(
                 "INSERT OR IGNORE INTO pending_redactions (redacts, redaction_id) VALUES (?, ?)",
                 (apply_redaction_to, event.event_id),
             )
-    if txn is not None:
-        conn.execute(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id, created_ts)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (txn.user_id, txn.device_id, txn.txn_id, event.event_id, now_ms()),
-        )
     return stream
 
 

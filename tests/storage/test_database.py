@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosqlite
@@ -165,3 +166,66 @@ async def test_cancelled_caller_still_commits(tmp_path: Path) -> None:
 async def test_schema_version_helper(tmp_path: Path) -> None:
     async with aiosqlite.connect(tmp_path / "v.db") as conn:
         assert await schema_version(conn) == 0
+
+
+async def test_plain_function_writes_batch_and_fail_alone(tmp_path: Path) -> None:
+    """write_sync jobs run on the writer's thread; queued together they share one
+    transaction, and one that raises is rolled back alone."""
+    db = await Database.open(tmp_path / "s.db")
+    try:
+
+        def insert(room: str, fail: bool = False) -> Callable[[sqlite3.Connection], str]:
+            def job(conn: sqlite3.Connection) -> str:
+                conn.execute(
+                    "INSERT INTO rooms (room_id, room_version, created_ts) VALUES (?, '12', 0)",
+                    (room,),
+                )
+                if fail:
+                    raise ValueError(f"{room} fails")
+                return room
+
+            return job
+
+        async def async_insert(conn: aiosqlite.Connection) -> str:
+            await conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!async', '12', 0)"
+            )
+            return "!async"
+
+        futures = [db.submit_sync(insert(f"!s{i}", fail=i == 3)) for i in range(6)]
+        mixed = asyncio.ensure_future(db.write(async_insert))
+        outcome = await asyncio.gather(*futures, mixed, return_exceptions=True)
+        assert outcome[:3] == ["!s0", "!s1", "!s2"] and outcome[4:] == ["!s4", "!s5", "!async"]
+        assert isinstance(outcome[3], ValueError)
+        rows = await db.fetchall("SELECT room_id FROM rooms ORDER BY room_id")
+        assert [r[0] for r in rows] == sorted(["!s0", "!s1", "!s2", "!s4", "!s5", "!async"])
+        assert await db.write_sync(insert("!one")) == "!one"
+    finally:
+        await db.close()
+
+
+async def test_read_sync_sees_one_snapshot(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "r.db")
+    try:
+        await db.write_sync(
+            lambda conn: conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!a', '12', 0)"
+            )
+        )
+
+        def read(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+            (n,) = conn.execute("SELECT COUNT(*) FROM rooms").fetchone()
+            return n, [r["room_id"] for r in conn.execute("SELECT room_id FROM rooms")]
+
+        assert await db.read_sync(read) == (1, ["!a"])
+        row = await db.fetchone("SELECT room_id FROM rooms")
+        assert row is not None and row["room_id"] == "!a"
+    finally:
+        await db.close()
+
+
+async def test_a_closed_database_refuses_writes(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "x.db")
+    await db.close()
+    with pytest.raises(StorageError):
+        db.submit_sync(lambda conn: None)
