@@ -22,6 +22,7 @@ from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER
 from node.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from node.ids import InvalidId, RoomID, UserID
+from node.relations.aggregations import relates_to
 from node.rooms.creation import PRESETS, PlannedEvent, RoomRequest
 from node.storage.events import TxnKey
 from node.sync.service import add_transaction_ids
@@ -136,7 +137,9 @@ async def send_event(request: web.Request, requester: Requester) -> web.Response
     # Spec: a transaction ID is scoped to the device and the request path.
     txn = TxnKey(requester.user_id, requester.device_id, request.path)
     node = request.app[NODE]
-    if await node.events.get_txn_event_id(txn) is None:  # a retry was checked already
+    # A relation may be refused; a retry of one that was accepted must not be (it would
+    # now look like a duplicate annotation), so look the transaction ID up first.
+    if relates_to(content) is not None and await node.events.get_txn_event_id(txn) is None:
         await node.relations.check_new_event(
             room_id, requester.user_id, request.match_info["event_type"], content
         )

@@ -219,14 +219,24 @@ class PresenceService:
             self.stream.notify(position)
 
     def _schedule(self, user_id: str, state: PresenceState) -> None:
-        old = self._timers.pop(user_id, None)
-        if old is not None:
-            old.cancel()
+        """Arrange for :meth:`_fire` at the state's next deadline. A timer already due
+        no later is kept (each sent event is activity; rescheduling every time would
+        be churn): firing early is harmless, on_timer changes nothing before a
+        deadline and the timer is set again from there."""
         due = next_deadline(state)
+        old = self._timers.get(user_id)
         if due is None:
+            if old is not None:
+                old.cancel()
+                del self._timers[user_id]
             return
-        delay_s = max(0, due - now_ms()) / 1000
-        self._timers[user_id] = asyncio.get_running_loop().call_later(delay_s, self._fire, user_id)
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0, due - now_ms()) / 1000
+        if old is not None:
+            if old.when() <= when:
+                return
+            old.cancel()
+        self._timers[user_id] = loop.call_at(when, self._fire, user_id)
 
     def _fire(self, user_id: str) -> None:
         self._timers.pop(user_id, None)

@@ -21,6 +21,7 @@ the grammar's escapes). It does not enforce the number rules, so this module add
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
@@ -42,12 +43,60 @@ class InvalidJson(ValueError):
 # -- encoding --------------------------------------------------------------------------
 
 
+# canonicaljson's own encoder settings: sorted keys, no whitespace, literal UTF-8.
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True
+)
+
+
 def encode_canonical_json(value: Any) -> bytes:
     """Encode ``value`` as canonical JSON bytes, raising :class:`InvalidJson` if it can't be.
 
     Integral floats in range are written as integers (see :func:`check_canonical_values`).
     """
+    if _plain(value):
+        # Nothing to normalise (the usual case: events built from checked content or
+        # parsed strictly); only a lone surrogate is left to find, and UTF-8 finds it.
+        try:
+            return _ENCODER.encode(value).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
     return canonicaljson.encode_canonical_json(check_canonical_values(value))
+
+
+def _plain(value: Any) -> bool:
+    """True if ``value`` is made only of dicts with str keys, lists, str, bool, None and
+    ints in range: already what :func:`check_canonical_values` would return (up to
+    lone surrogates in strings). Exact types only; anything else takes the slow path."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _plain(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if not _plain(item):
+                return False
+        return True
+    return False
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, scalars), quicker than copy.deepcopy;
+    other objects are deep-copied the slow way."""
+    kind = type(value)
+    if kind is dict:
+        return {k: json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [json_copy(v) for v in value]
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
+        return value
+    return copy.deepcopy(value)
 
 
 # -- validating values -----------------------------------------------------------------
@@ -62,6 +111,13 @@ def check_canonical_values(value: Any) -> Any:
     string with a lone surrogate raises :class:`InvalidJson`, naming where it was found.
     Use the returned value: it is what will be hashed and signed.
     """
+    if _plain(value):
+        try:
+            _ENCODER.encode(value).encode("utf-8")  # finds lone surrogates
+        except UnicodeEncodeError:
+            pass
+        else:
+            return json_copy(value)
     try:
         return _normalise(value, "")
     except RecursionError:

@@ -12,10 +12,10 @@ and the algorithm only looks at top-level keys and ``content``.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
+from node.events.canonical import json_copy
 from node.events.room_versions import RedactionAlgorithm, RoomVersion
 
 # Top-level keys that survive redaction; every other key (including `unsigned`) goes.
@@ -83,16 +83,17 @@ def redact(event: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any
     """
     v11 = room_version.redaction is RedactionAlgorithm.V11
     top_level = _TOP_LEVEL_V11 if v11 else _TOP_LEVEL_V9
-    redacted = {k: copy.deepcopy(v) for k, v in event.items() if k in top_level}
-    if "content" in redacted:
-        content = redacted["content"]
+    redacted = {k: json_copy(v) for k, v in event.items() if k in top_level and k != "content"}
+    if "content" in event and "content" in top_level:
+        content = event["content"]
         if not isinstance(content, Mapping):
             content = {}
         event_type: Any = event.get("type")
         if v11:
-            redacted["content"] = _redact_content_v11(event_type, content)
+            kept = _redact_content_v11(event_type, content)
         else:
-            redacted["content"] = _keep(content, _CONTENT_V9.get(event_type, ()))
+            kept = _keep(content, _CONTENT_V9.get(event_type, ()))
+        redacted["content"] = json_copy(kept)
     return redacted
 
 
@@ -131,9 +132,9 @@ def redact_for_client(
     old_unsigned = event.get("unsigned")
     if isinstance(old_unsigned, Mapping):
         unsigned = {
-            k: copy.deepcopy(old_unsigned[k]) for k in _CLIENT_UNSIGNED_KEPT if k in old_unsigned
+            k: json_copy(old_unsigned[k]) for k in _CLIENT_UNSIGNED_KEPT if k in old_unsigned
         }
-    unsigned["redacted_because"] = copy.deepcopy(dict(redacted_because))
+    unsigned["redacted_because"] = json_copy(dict(redacted_because))
     redacted["unsigned"] = unsigned
     if room_version.redacts_in_content and redacted.get("type") == "m.room.redaction":
         redacts = redacted.get("content", {}).get("redacts")

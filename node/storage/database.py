@@ -318,6 +318,8 @@ async def _connect(path: Path, cache_kib: int) -> aiosqlite.Connection:
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA busy_timeout=10000")
         await conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+        # Statement journals (one per SAVEPOINT'd job) in memory, not temporary files.
+        await conn.execute("PRAGMA temp_store=MEMORY")
     except BaseException:
         # aiosqlite runs each connection in a non-daemon thread: close it, or the
         # process cannot exit after reporting the error.
