@@ -202,7 +202,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_aiohttp_without_ca_bundle() -> None:
+    """Import aiohttp without the CA bundle it would load at import time.
+
+    aiohttp builds its two default client SSL contexts when imported, parsing the
+    system CA bundle (~2.4 MiB resident, for the life of the process). Croft never uses
+    them: its outbound HTTPS passes the context of ``node.federation.tls
+    .client_ssl_context``, made (with the CA bundle, honouring SSL_CERT_FILE) on first
+    use. So during the import OpenSSL is pointed at no CA file; a client that fell back
+    on aiohttp's default would fail verification, never skip it."""
+    if "aiohttp" in sys.modules:
+        return
+    saved = {k: os.environ.get(k) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    os.environ["SSL_CERT_FILE"] = os.devnull
+    os.environ["SSL_CERT_DIR"] = os.devnull
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 async def _run(config: object) -> None:
+    _import_aiohttp_without_ca_bundle()
     from node.app import serve
     from node.config import Config
 

@@ -16,7 +16,6 @@ import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -162,9 +161,14 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # -- profiles ----------------------------------------------------------------------------
 
 
+def _profiles_dir() -> Path:
+    import device_profiles  # the package next to node/, shipped with Croft
+
+    return Path(device_profiles.__file__).resolve().parent
+
+
 def available_profiles() -> list[str]:
-    root = resources.files("device_profiles")
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in _profiles_dir().iterdir() if p.name.endswith(".toml"))
 
 
 def load_profile(name: str) -> dict[str, Any]:
@@ -172,7 +176,7 @@ def load_profile(name: str) -> dict[str, Any]:
         raise ConfigError(
             f"unknown device profile {name!r} (choose from {', '.join(available_profiles())})"
         )
-    text = resources.files("device_profiles").joinpath(f"{name}.toml").read_text("utf-8")
+    text = (_profiles_dir() / f"{name}.toml").read_text("utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

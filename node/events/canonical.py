@@ -24,14 +24,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn
 
 import canonicaljson
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MIN_SAFE_INTEGER = -(2**53) + 1
-_MAX_DECIMAL = Decimal(MAX_SAFE_INTEGER)
 # Longest integer literal that can be in range: "-9007199254740991" is 17 characters.
 _MAX_INT_LITERAL = 17
 
@@ -249,13 +247,16 @@ def _strict_int(literal: str) -> int:
 
 def _strict_float(literal: str) -> int:
     # Decimal keeps the literal exact, so "9007199254740993.0" is not rounded into range.
+    # Imported here: numbers with a fraction or exponent are rare in events.
+    from decimal import Decimal, InvalidOperation
+
     try:
         d = Decimal(literal)
     except InvalidOperation:  # pragma: no cover - the JSON scanner only passes numbers
         raise InvalidJson(f"invalid number {literal!r}") from None
     if d.is_zero():
         return 0
-    if d.copy_abs() <= _MAX_DECIMAL:
+    if d.copy_abs() <= MAX_SAFE_INTEGER:
         whole = d.to_integral_value()
         if whole == d:
             return int(whole)

@@ -4,10 +4,11 @@ Spec: content/appendices.md "Signing Details" and "Checking for a Signature" (si
 JSON); content/server-server-api.md "Signing Events" -> "Adding hashes and signatures to
 outgoing events" and "Validating hashes and signatures on received events".
 
-Keys are signedjson/PyNaCl objects (``signedjson.types.SigningKey`` / ``VerifyKey``,
-which carry ``alg`` and ``version``). Signing and verifying go through
-``signedjson.sign`` after :func:`check_canonical_values` has enforced the canonical JSON
-number rules, which the library does not.
+Keys are PyNaCl objects that carry ``alg`` and ``version`` attributes, the same shape
+as the ``signedjson`` library's keys (so keys made by either work with both). Signing
+and verifying are done here with PyNaCl over :func:`encode_canonical_json` (which
+enforces the canonical JSON number rules); not importing ``signedjson`` keeps
+``importlib.metadata`` and what it pulls in out of the running node.
 
 The key file helpers read and write Synapse's signing key format: one key per line,
 ``ed25519 <version> <unpadded Base64 seed>``.
@@ -19,13 +20,12 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-import signedjson.key
-import signedjson.sign
-from signedjson.types import SigningKey, VerifyKey
+import nacl.exceptions
+import nacl.signing
 
-from node.events.canonical import InvalidJson, check_canonical_values
+from node.events.canonical import InvalidJson, check_canonical_values, encode_canonical_json
 from node.events.hashing import decode_base64, encode_base64
 from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
@@ -61,18 +61,50 @@ class SignatureError(Exception):
     """A signature is missing, malformed or does not verify."""
 
 
+class _NamedKey(Protocol):
+    alg: str
+    version: str
+
+    def encode(self) -> bytes: ...
+
+
+class SigningKey(_NamedKey, Protocol):
+    """An ed25519 signing key (``nacl.signing.SigningKey``) with ``alg`` and ``version``."""
+
+    @property
+    def verify_key(self) -> nacl.signing.VerifyKey: ...
+
+    def sign(self, message: bytes) -> nacl.signing.SignedMessage: ...
+
+
+class VerifyKey(_NamedKey, Protocol):
+    """An ed25519 verify key (``nacl.signing.VerifyKey``) with ``alg`` and ``version``."""
+
+    def verify(self, smessage: bytes, signature: bytes | None = None) -> bytes: ...
+
+
+_K = TypeVar("_K")
+
+
+def _named(key: _K, alg: str, version: str) -> _K:
+    key.alg = alg  # type: ignore[attr-defined]
+    key.version = version  # type: ignore[attr-defined]
+    return key
+
+
 # -- keys ------------------------------------------------------------------------------
 
 
 def generate_signing_key(version: str) -> SigningKey:
     """A new random ed25519 signing key with key ID ``ed25519:<version>``."""
     _check_key_version(version)
-    return signedjson.key.generate_signing_key(version)
+    key: SigningKey = _named(nacl.signing.SigningKey.generate(), ED25519, version)
+    return key
 
 
 def encode_signing_key_base64(key: SigningKey) -> str:
     """The 32-byte seed of ``key`` as unpadded Base64."""
-    return signedjson.key.encode_signing_key_base64(key)
+    return encode_base64(key.encode())
 
 
 def decode_signing_key_base64(alg: str, version: str, key_base64: str) -> SigningKey:
@@ -83,18 +115,19 @@ def decode_signing_key_base64(alg: str, version: str, key_base64: str) -> Signin
     seed = decode_base64(key_base64)
     if len(seed) != 32:
         raise ValueError(f"an ed25519 seed is 32 bytes, got {len(seed)}")
-    # Re-encode canonically so signedjson's own decoder sees clean input.
-    return signedjson.key.decode_signing_key_base64(alg, version, encode_base64(seed))
+    key: SigningKey = _named(nacl.signing.SigningKey(seed), alg, version)
+    return key
 
 
 def get_verify_key(signing_key: SigningKey) -> VerifyKey:
     """The public half of ``signing_key``, with the same ``alg`` and ``version``."""
-    return signedjson.key.get_verify_key(signing_key)
+    key: VerifyKey = _named(signing_key.verify_key, signing_key.alg, signing_key.version)
+    return key
 
 
 def encode_verify_key_base64(key: VerifyKey) -> str:
     """The 32-byte public key as unpadded Base64 (as published in ``verify_keys``)."""
-    return signedjson.key.encode_verify_key_base64(key)
+    return encode_base64(key.encode())
 
 
 def decode_verify_key_base64(alg: str, version: str, key_base64: str) -> VerifyKey:
@@ -104,7 +137,8 @@ def decode_verify_key_base64(alg: str, version: str, key_base64: str) -> VerifyK
     key_bytes = decode_base64(key_base64)
     if len(key_bytes) != 32:
         raise ValueError(f"an ed25519 public key is 32 bytes, got {len(key_bytes)}")
-    return signedjson.key.decode_verify_key_bytes(f"{alg}:{version}", key_bytes)
+    key: VerifyKey = _named(nacl.signing.VerifyKey(key_bytes), alg, version)
+    return key
 
 
 def verify_key_id(key: SigningKey | VerifyKey) -> str:
@@ -137,8 +171,13 @@ def sign_json(obj: Mapping[str, Any], server_name: str, signing_key: SigningKey)
         }
     if not isinstance(signatures.get(server_name, {}), dict):
         signatures[server_name] = {}
+    unsigned = body.pop("unsigned", None)
+    signature = signing_key.sign(encode_canonical_json(body)).signature
+    signatures.setdefault(server_name, {})[verify_key_id(signing_key)] = encode_base64(signature)
     body["signatures"] = signatures
-    return signedjson.sign.sign_json(body, server_name, signing_key)
+    if unsigned is not None:
+        body["unsigned"] = unsigned
+    return body
 
 
 def verify_json(obj: Mapping[str, Any], server_name: str, verify_key: VerifyKey) -> None:
@@ -170,12 +209,10 @@ def verify_json(obj: Mapping[str, Any], server_name: str, verify_key: VerifyKey)
         )
     except InvalidJson as e:
         raise SignatureError(f"signed object is not canonical JSON: {e}") from None
-    # Hand signedjson only the one signature being checked, already validated above.
-    body["signatures"] = {server_name: {key_id: sig_b64}}
     try:
-        signedjson.sign.verify_signed_json(body, server_name, verify_key)
-    except signedjson.sign.SignatureVerifyException as e:
-        raise SignatureError(f"bad signature from {server_name} {key_id}: {e}") from None
+        verify_key.verify(encode_canonical_json(body), signature)
+    except nacl.exceptions.BadSignatureError:
+        raise SignatureError(f"bad signature from {server_name} {key_id}") from None
 
 
 # -- events ----------------------------------------------------------------------------

@@ -64,3 +64,18 @@ def server_ssl_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert_path), str(key_path))
     return ctx
+
+
+_client_context: ssl.SSLContext | None = None
+
+
+def client_ssl_context() -> ssl.SSLContext:
+    """The verified TLS context for Croft's outbound HTTPS (push gateways; servers
+    found by federation discovery): the system CA bundle, or SSL_CERT_FILE /
+    SSL_CERT_DIR. Made on first use (loading the bundle takes a few milliseconds and
+    ~2 MiB), then shared. Pass it explicitly: aiohttp's own default context is built
+    without CAs when `croft run` imports it (node/cli.py)."""
+    global _client_context
+    if _client_context is None:
+        _client_context = ssl.create_default_context()
+    return _client_context

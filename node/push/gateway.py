@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from node.events.pdu import MEMBER, Event, StateKey
+from node.federation.tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,11 @@ class GatewayClient:
     async def _attempt(self, url: str, body: dict[str, Any]) -> list[str] | None:
         """One POST: the rejected pushkeys on success, None on a failure to retry."""
         if self._session is None:
+            context = await asyncio.to_thread(client_ssl_context)
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=False
+                connector=aiohttp.TCPConnector(ssl=context),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                trust_env=False,
             )
         try:
             async with self._session.post(url, json=body, allow_redirects=False) as resp:

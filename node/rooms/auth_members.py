@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from node.events.hashing import encode_base64
 from node.events.pdu import THIRD_PARTY_INVITE, Event
+from node.events.signing import (
+    SignatureError,
+    decode_verify_key_base64,
+    verify_json,
+)
 from node.rooms.auth_common import (
     StateMap,
     create_event_of,
@@ -207,9 +211,10 @@ def signed_by_any_key(signed: Mapping[str, Any], third_party_invite: Mapping[str
                 continue
             for key in keys:
                 try:
-                    verify_key = decode_verify_key_bytes(key_id, key)
-                    verify_signed_json(dict(signed), signer, verify_key)
-                except (SignatureVerifyException, ValueError, TypeError):
+                    alg, version = key_id.split(":", 1)
+                    verify_key = decode_verify_key_base64(alg, version, encode_base64(key))
+                    verify_json(signed, signer, verify_key)
+                except (SignatureError, ValueError, TypeError):
                     continue  # wrong key, bad key length or signature, unencodable JSON
                 return True
     return False

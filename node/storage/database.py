@@ -28,7 +28,6 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,7 +57,7 @@ class Migration:
 def bundled_migrations() -> list[Migration]:
     """The migrations shipped with this version of Croft, in order."""
     out = []
-    root = resources.files("node.storage").joinpath("migrations")
+    root = Path(__file__).resolve().parent / "migrations"  # shipped as package data
     for entry in root.iterdir():
         m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
         if m:
