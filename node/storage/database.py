@@ -108,7 +108,14 @@ def _run_sync_batch(raw: sqlite3.Connection, fns: list[SyncFn[Any]]) -> list[tup
     thread. A failed BEGIN or COMMIT rolls back and raises."""
     raw.execute("BEGIN IMMEDIATE")
     try:
-        results = [_run_sync_job(raw, fn) for fn in fns]
+        if len(fns) == 1:  # alone in its transaction: no SAVEPOINT needed
+            try:
+                results = [(True, fns[0](raw))]
+            except Exception as e:
+                raw.execute("ROLLBACK")
+                return [(False, e)]
+        else:
+            results = [_run_sync_job(raw, fn) for fn in fns]
         raw.execute("COMMIT")
     except BaseException:
         try:

@@ -229,3 +229,26 @@ async def test_a_closed_database_refuses_writes(tmp_path: Path) -> None:
     await db.close()
     with pytest.raises(StorageError):
         db.submit_sync(lambda conn: None)
+
+
+async def test_a_plain_write_alone_that_fails_leaves_nothing(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "one.db")
+    try:
+
+        def bad(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!x', '12', 0)"
+            )
+            raise ValueError("alone and failing")
+
+        with pytest.raises(ValueError, match="alone and failing"):
+            await db.write_sync(bad)
+        assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 0
+        await db.write_sync(
+            lambda conn: conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!y', '12', 0)"
+            )
+        )
+        assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 1
+    finally:
+        await db.close()
