@@ -10,6 +10,7 @@ checked against an in-memory cache first, then the database.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import string
 import time
@@ -21,6 +22,8 @@ import argon2
 from node.errors import MatrixError, forbidden
 from node.ids import InvalidId, UserID
 from node.storage.accounts import AccountStore, Device, TokenOwner, now_ms
+
+log = logging.getLogger(__name__)
 
 # OWASP's argon2id baseline (19 MiB, 2 passes): small enough for a sensor board.
 _HASHER = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -226,8 +229,14 @@ class AccountService:
         await self._devices_deleted(requester.user_id)
 
     async def _devices_deleted(self, user_id: str) -> None:
+        """Tell each area (E2EE keys, pushers) that devices are gone. The devices are
+        deleted already; a failing hook is logged and the others still run (each area
+        also sweeps for gone devices at start-up)."""
         for hook in self.on_devices_deleted:
-            await hook(user_id)
+            try:
+                await hook(user_id)
+            except Exception:
+                log.exception("on_devices_deleted hook %r failed", hook)
 
     def _forget(self, match: Callable[[TokenOwner], bool]) -> None:
         for token, owner in list(self._token_cache.items()):

@@ -36,7 +36,7 @@ from node.federation.keys import ServerKey, load_signing_key_file
 from node.media.service import MediaService
 from node.push.service import PushService
 from node.push.store import PushStore
-from node.push.sync import PushSyncExtension
+from node.push.sync import PushSyncExtension, publish_push_rules
 from node.relations.service import RelationsService, ignored_users_from
 from node.relations.store import RelationsStore
 from node.rooms.context import ContextService
@@ -107,13 +107,16 @@ class Node:
             account_data_store = AccountDataStore(db)
             notifier.set_initial("account_data", await account_data_store.max_stream_id())
             account_data = AccountDataService(account_data_store, notifier)
-            sync.extensions.append(AccountDataSync(account_data_store))
+            sync.extensions.append(AccountDataSync(account_data_store, account_data.computed))
             filters = FilterService(FilterStore(db))
             profiles = ProfileService(
                 ProfileStore(db), accounts.store, events, rooms, config.server_name
             )
             push = PushService(PushStore(db), events, config.server_name)
             rooms.on_persisted.append(push.on_event)
+            accounts.on_devices_deleted.append(push.devices_deleted)
+            await push.sweep_gone_devices()
+            publish_push_rules(push, account_data)
             media = MediaService(config, db)
             await media.start()
             e2ee = await E2EEService.start(db, events, notifier, config.server_name)
@@ -127,7 +130,7 @@ class Node:
                 config.presence.enabled, notifier, events, config.server_name
             )
             rooms.on_persisted += [typing.on_event, presence.on_event]
-            sync.extensions.append(EphemeralSyncExtension(typing, receipt_store, presence))
+            sync.extensions.append(EphemeralSyncExtension(typing, receipt_store, presence, events))
             # Last: it reads the rooms the others put in the response.
             sync.extensions.append(PushSyncExtension(push))
             relations = RelationsService(

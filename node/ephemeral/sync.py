@@ -9,6 +9,10 @@ room and thread); presence.md (``m.presence`` events of the user and of the user
 sharing a room with them). The filter's ``room.ephemeral`` (rooms, types, limit) and
 ``presence`` (types, senders, limit) EventFilters apply. A ``full_state`` sync is
 treated as an initial one.
+
+A room the user joined after ``since`` (was not joined at ``since``, is now) gets all
+its current receipts in an incremental sync, as in an initial one and as Synapse does:
+the deltas after ``since`` would leave out the receipts made before the user joined.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from node.ephemeral.presence import PresenceService, presence_content
 from node.ephemeral.receipt_store import UNTHREADED, Receipt, ReceiptStore
 from node.ephemeral.typing import TypingService
 from node.storage.accounts import now_ms
+from node.storage.events import EventStore
 from node.sync.context import SyncContext
 from node.sync.filters import EventFilter
 
@@ -52,11 +57,17 @@ class EphemeralSyncExtension:
     """The :class:`~node.sync.context.SyncExtension` for typing, receipts and presence."""
 
     def __init__(
-        self, typing: TypingService, receipts: ReceiptStore, presence: PresenceService
+        self,
+        typing: TypingService,
+        receipts: ReceiptStore,
+        presence: PresenceService,
+        events: EventStore | None = None,
     ) -> None:
         self.typing = typing
         self.receipts = receipts
         self.presence = presence
+        # To find the rooms joined after ``since`` (None: not looked for).
+        self.events = events
 
     async def add_to_sync(self, ctx: SyncContext) -> None:
         await self._rooms(ctx)
@@ -86,12 +97,13 @@ class EphemeralSyncExtension:
         upto = ctx.upto.get(receipts.STREAM)
         if initial:
             found = await self.receipts.in_rooms(joined, upto)
-        elif ctx.since_position(receipts.STREAM) < upto:
-            rooms = set(joined)
-            changed = await self.receipts.changes(ctx.since_position(receipts.STREAM), upto)
-            found = [r for r in changed if r.room_id in rooms]
         else:
-            found = []
+            newly = await self._newly_joined(ctx, joined)
+            found = await self.receipts.in_rooms(newly, upto) if newly else []
+            if ctx.since_position(receipts.STREAM) < upto:
+                rooms = set(joined) - newly
+                changed = await self.receipts.changes(ctx.since_position(receipts.STREAM), upto)
+                found += [r for r in changed if r.room_id in rooms]
         for room_id, room_receipts in receipt_events(found, ctx.user_id).items():
             events.setdefault(room_id, []).extend(room_receipts)
         for room_id, room_events in events.items():
@@ -99,6 +111,19 @@ class EphemeralSyncExtension:
             if kept:
                 section = ctx.joined_room(room_id).setdefault("ephemeral", {})
                 section.setdefault("events", []).extend(kept)
+
+    async def _newly_joined(self, ctx: SyncContext, joined: list[str]) -> set[str]:
+        """Of the ``joined`` rooms, those the user was not joined to at ``since``: the
+        user's membership changed after ``since`` and was not ``join`` at it."""
+        after, upto = ctx.since_position("events"), ctx.upto.get("events")
+        if self.events is None or after >= upto:
+            return set()
+        changed = await self.events.get_membership_changes(ctx.user_id, after, upto)
+        candidates = [r for r in joined if r in changed]
+        if not candidates:
+            return set()
+        before = await self.events.get_membership_changes(ctx.user_id, 0, after)
+        return {r for r in candidates if r not in before or before[r].event.membership != "join"}
 
     async def _presence(self, ctx: SyncContext) -> None:
         if not self.presence.enabled:

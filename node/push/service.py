@@ -6,11 +6,19 @@ Spec: content/client-server-api/modules/push.md — "Push Rules: API" (pushrules
 each new event is evaluated for the local users in the room except its sender; an
 event whose actions ``notify`` is counted as unread (``highlight`` separately),
 listed for GET /notifications, and sent to the user's pushers.
+
+Pushers belong to the device whose access token set them: when the device is deleted
+(logout, DELETE /devices, a password change that logs out the others) its pushers go
+too, as Synapse does (the spec does not say; a logged-out session must not keep
+getting pushes). Notifications are pruned on write: read ones older than
+:data:`NOTIFICATION_RETENTION_MS` or beyond the newest :data:`NOTIFICATIONS_KEPT`;
+unread ones stay, since the unread counts are counted from them.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -46,6 +54,12 @@ log = logging.getLogger(__name__)
 NOTIFY_PATH = "/_matrix/push/v1/notify"
 PUSHER_KINDS = ("http",)
 NOTIFICATIONS_MAX_LIMIT = 100
+# Notifications (GET /notifications) are kept for a bounded time and number, as Synapse
+# keeps them for about 30 days; unread ones are never pruned (the counts need them).
+NOTIFICATION_RETENTION_MS = 30 * 24 * 3600 * 1000
+NOTIFICATIONS_KEPT = 10_000  # per user
+# Pruning runs on the first notification written after this many seconds.
+PRUNE_INTERVAL_S = 3600.0
 
 RulesChanged = Callable[[str], Awaitable[None]]
 
@@ -81,6 +95,10 @@ class PushService:
         # Called with the user ID after the user's rules change (for m.push_rules).
         self.on_rules_changed: list[RulesChanged] = []
         self._rules: dict[str, list[PushRule]] = {}
+        self.notification_retention_ms = NOTIFICATION_RETENTION_MS
+        self.notifications_kept = NOTIFICATIONS_KEPT
+        self.prune_interval_s = PRUNE_INTERVAL_S
+        self._next_prune = 0.0  # time.monotonic() of the next pruning; 0: at once
 
     async def close(self) -> None:
         await self.gateway.close()
@@ -185,6 +203,20 @@ class PushService:
         """POST /pushers/set with ``kind: null``; deleting a missing pusher is fine."""
         await self.store.delete_pusher(user_id, app_id, pushkey)
 
+    async def devices_deleted(self, user_id: str) -> None:
+        """AccountService.on_devices_deleted: remove the pushers of the user's devices
+        that no longer exist."""
+        removed = await self.store.delete_pushers_of_gone_devices(user_id)
+        if removed:
+            log.info("push: removed %d pusher(s) of deleted devices", removed)
+
+    async def sweep_gone_devices(self) -> None:
+        """At start-up: remove pushers left by devices deleted while the node was not
+        there to see it (or by a Croft older than this hook)."""
+        removed = await self.store.delete_pushers_of_gone_devices(None)
+        if removed:
+            log.info("push: removed %d pusher(s) of deleted devices", removed)
+
     async def _remove_rejected(self, app_id: str, pushkey: str) -> None:
         """push_notifier.yaml: a rejected pushkey's pushers are removed."""
         await self.store.delete_pushers_with_key(app_id, pushkey)
@@ -218,6 +250,28 @@ class PushService:
             body["next_token"] = str(found[-1].stream_ordering)
         return body
 
+    async def prune_notifications(self, now: int | None = None) -> int:
+        """Delete read notifications older than the retention or beyond the newest
+        ``notifications_kept`` of a user (never unread ones); return how many."""
+        at = now_ms() if now is None else now
+        return await self.store.prune_notifications(
+            older_than_ts=at - self.notification_retention_ms, keep=self.notifications_kept
+        )
+
+    async def _maybe_prune(self) -> None:
+        """Prune on write, at most once per ``prune_interval_s``."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self.prune_interval_s
+        try:
+            pruned = await self.prune_notifications()
+        except Exception:
+            log.exception("push: pruning notifications failed")
+            return
+        if pruned:
+            log.debug("push: pruned %d old notification(s)", pruned)
+
     async def unread_counts(self, room_id: str, user_id: str) -> tuple[int, int]:
         """(notification_count, highlight_count) of the user in the room, for /sync's
         ``unread_notifications``."""
@@ -248,6 +302,7 @@ class PushService:
         power_levels = room_state.get((POWER_LEVELS, ""))
         levels = power_levels.content.get("notifications") if power_levels else None
         sender_level = get_user_power_level(event.sender, room_state)
+        added = False
         for user_id in recipients:
             ctx = PushContext(
                 user_id=user_id,
@@ -262,7 +317,10 @@ class PushService:
             if await self.store.add_notification(
                 user_id, event.event_id, actions, is_highlight(actions)
             ):
+                added = True
                 await self._push_event(user_id, event, room_state, actions)
+        if added:
+            await self._maybe_prune()
 
     def _recipients(self, event: Event, room_state: Mapping[StateKey, Event]) -> list[str]:
         """The local users the event is evaluated for: those joined to the room, and

@@ -309,6 +309,26 @@ class PushStore:
 
         return await self.db.write(txn)
 
+    async def delete_pushers_of_gone_devices(self, user_id: str | None) -> int:
+        """Remove the pushers whose device no longer exists (logged out or deleted), of
+        ``user_id`` or, with None, of every user. A pusher with no recorded device is
+        kept: nothing says which session it belongs to."""
+        sql = (
+            "DELETE FROM pushers WHERE device_id IS NOT NULL AND NOT EXISTS (SELECT 1"
+            " FROM devices d WHERE d.user_id = pushers.user_id"
+            " AND d.device_id = pushers.device_id)"
+        )
+        args: tuple[str, ...] = ()
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            args = (user_id,)
+
+        async def txn(conn: aiosqlite.Connection) -> int:
+            cur = await conn.execute(sql, args)
+            return cur.rowcount
+
+        return await self.db.write(txn)
+
     # -- notifications and unread counts -------------------------------------------------
 
     async def add_notification(
@@ -430,3 +450,39 @@ class PushStore:
             )
             for r in rows
         ]
+
+    async def prune_notifications(self, *, older_than_ts: int, keep: int) -> int:
+        """Delete read notifications that are older than ``older_than_ts`` (ms) or not
+        among each user's newest ``keep``; return how many went.
+
+        Only read ones go: those at or before the room's read position
+        (``push_unread_counts.since_stream``, the same test as the ``read`` flag of
+        GET /notifications). The unread counts are the notifications after that
+        position (:meth:`mark_read` counts them again from there, and the position
+        only moves forward), so deleting read ones cannot change a count."""
+
+        async def txn(conn: aiosqlite.Connection) -> int:
+            async with conn.execute("SELECT DISTINCT user_id FROM push_notifications") as cur:
+                users = [r[0] for r in await cur.fetchall()]
+            deleted = 0
+            for user_id in users:
+                # The stream position of the user's newest notification past ``keep``.
+                async with conn.execute(
+                    "SELECT stream_ordering FROM push_notifications WHERE user_id = ?"
+                    " ORDER BY stream_ordering DESC LIMIT 1 OFFSET ?",
+                    (user_id, keep),
+                ) as cur:
+                    row = await cur.fetchone()
+                beyond_keep = -1 if row is None else int(row[0])
+                cur = await conn.execute(
+                    "DELETE FROM push_notifications WHERE user_id = ?"
+                    " AND (ts < ? OR stream_ordering <= ?)"
+                    " AND stream_ordering <= COALESCE((SELECT c.since_stream"
+                    " FROM push_unread_counts c WHERE c.user_id = push_notifications.user_id"
+                    " AND c.room_id = push_notifications.room_id), 0)",
+                    (user_id, older_than_ts, beyond_keep),
+                )
+                deleted += cur.rowcount
+            return deleted
+
+        return await self.db.write(txn)

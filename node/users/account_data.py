@@ -8,11 +8,17 @@ modules/tags.md "Room Tagging" (the tags of a room are its m.tag room account da
 
 Every change moves the ``account_data`` sync stream; :mod:`node.users.account_data_sync`
 puts the changes into /sync.
+
+Computed types (:attr:`AccountDataService.computed`): global account data whose content
+another area keeps (``m.push_rules``: the live push rules, node/push/sync.py). Reading
+one (GET and /sync) gives the computed content, present or not in the table; the area
+still writes the item on every change, so the stream moves and /sync sends it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from node.errors import MatrixError, bad_json, invalid_param
@@ -27,6 +33,9 @@ SERVER_MANAGED = frozenset({"m.fully_read", "m.push_rules"})
 MAX_TAG_BYTES = 255
 # Not in the spec: a bound so one request cannot fill a small device's storage.
 MAX_CONTENT_BYTES = 1024 * 1024
+
+# The content of a computed global account data type for a user.
+ComputedContent = Callable[[str], Awaitable[Content]]
 
 
 def check_client_may_set(data_type: str) -> None:
@@ -65,8 +74,13 @@ class AccountDataService:
     def __init__(self, store: AccountDataStore, notifier: Notifier) -> None:
         self.store = store
         self.notifier = notifier
+        # Global types whose content is computed (by type); shared with AccountDataSync.
+        self.computed: dict[str, ComputedContent] = {}
 
     async def get(self, user_id: str, data_type: str, room_id: str = GLOBAL) -> Content | None:
+        compute = self.computed.get(data_type) if room_id == GLOBAL else None
+        if compute is not None:
+            return await compute(user_id)
         return await self.store.get(user_id, room_id, data_type)
 
     async def put(
