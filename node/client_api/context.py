@@ -7,6 +7,10 @@ after (the rest). The filter applies to ``events_before``, ``events_after`` and
 member events of the senders of the returned events. ``state`` is the state at the
 last event returned (node/rooms/context.py says how it is computed). ``start`` and
 ``end`` are /messages tokens. Every returned event carries its bundled aggregations.
+
+History visibility (node/rooms/visibility.py): an event the user may not see is 404
+(as GET /event answers), and the events around it that they may not see are left
+out; for a user who left, the events after stop at the last position they may see.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from node.accounts import Requester
 from node.appkeys import NODE
 from node.client_api.paging import int_param
 from node.client_api.request import authenticated
-from node.client_api.rooms import joined_state, room_id_param
+from node.client_api.rooms import readable_history, room_id_param, visible_event, visible_events
 from node.client_api.sync import room_event_filter_param
-from node.errors import json_response, not_found
+from node.errors import json_response
 from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER
 from node.sync.service import pagination_token
@@ -37,12 +41,10 @@ async def context(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
     room_id = room_id_param(request)
     node = request.app[NODE]
-    await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
     limit = int_param(request, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT)
     event_filter = await room_event_filter_param(request, requester.user_id)
-    stored = await node.events.get_event(request.match_info["event_id"])
-    if stored is None or stored.event.room_id != room_id or stored.event.rejected:
-        raise not_found("Event not found.")
+    stored = await visible_event(request, history, room_id, request.match_info["event_id"])
     before_limit = limit // 2
     around = await node.context.around(
         room_id,
@@ -50,8 +52,11 @@ async def context(request: web.Request, requester: Requester) -> web.Response:
         before=before_limit,
         after=limit - before_limit,
         event_filter=event_filter,
+        upto=history.upper_bound(),
     )
-    returned = [*around.before, stored, *around.after]
+    before = visible_events(history, around.before)
+    after = visible_events(history, around.after)
+    returned = [*before, stored, *after]
     last = max(s.stream_ordering for s in returned)
     state_ids = await node.context.state_ids_at(room_id, last)
     if event_filter.lazy_load_members:
@@ -65,7 +70,7 @@ async def context(request: web.Request, requester: Requester) -> web.Response:
     served = [(s.event, to_client_event(s.event)) for s in returned]
     await node.relations.bundle(served, requester.user_id)
     out = [d for _, d in served]
-    n_before = len(around.before)
+    n_before = len(before)
     return json_response(
         {
             "start": pagination_token(around.start),

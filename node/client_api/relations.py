@@ -5,6 +5,11 @@ Spec: api/client-server/relations.yaml (GET /_matrix/client/v1/rooms/{roomId}/re
 {roomId}/threads); content/client-server-api/_index.md "Relationships API",
 modules/threading.md "Querying threads in a room". Both answers carry bundled
 aggregations. Tokens are /messages positions (node/client_api/paging.py).
+
+History visibility (node/rooms/visibility.py): a parent the user may not see is 404
+(relations.yaml: "it might be contained in history that is not accessible to the
+user"); children and thread roots they may not see are left out of ``chunk``, so a
+page may be shorter than ``limit`` while ``next_batch`` still moves on.
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from node.accounts import Requester
 from node.appkeys import NODE
 from node.client_api.paging import bool_param, dir_param, int_param, position_param
 from node.client_api.request import authenticated
-from node.client_api.rooms import joined_state, room_id_param
-from node.errors import invalid_param, json_response, not_found
+from node.client_api.rooms import (
+    readable_history,
+    room_id_param,
+    visible_event,
+    visible_events,
+)
+from node.errors import invalid_param, json_response
 from node.events.client_format import to_client_event
 from node.relations.aggregations import RECURSION_DEPTH
 from node.sync.service import pagination_token
@@ -38,15 +48,13 @@ async def relations(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]"""
     room_id = room_id_param(request)
     node = request.app[NODE]
-    await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
     direction = dir_param(request)
     limit = int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     recurse = bool_param(request, "recurse")
     from_pos = position_param(request, "from")
     to_pos = position_param(request, "to")
-    parent = await node.events.get_event(request.match_info["event_id"])
-    if parent is None or parent.event.room_id != room_id or parent.event.rejected:
-        raise not_found("Event not found.")
+    parent = await visible_event(request, history, room_id, request.match_info["event_id"])
     page = await node.relations.children(
         requester.user_id,
         room_id,
@@ -59,7 +67,7 @@ async def relations(request: web.Request, requester: Requester) -> web.Response:
         limit=limit,
         recurse=bool(recurse),
     )
-    served = [(s.event, to_client_event(s.event)) for s in page.events]
+    served = [(s.event, to_client_event(s.event)) for s in visible_events(history, page.events)]
     await node.relations.bundle(served, requester.user_id)
     body: dict[str, Any] = {"chunk": [out for _, out in served]}
     if page.next_position is not None:
@@ -77,7 +85,7 @@ async def threads(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v1/rooms/{roomId}/threads"""
     room_id = room_id_param(request)
     node = request.app[NODE]
-    await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
     include = request.query.get("include", "all")
     if include not in ("all", "participated"):
         raise invalid_param("'include' must be 'all' or 'participated'")
@@ -89,7 +97,7 @@ async def threads(request: web.Request, requester: Requester) -> web.Response:
         from_pos=position_param(request, "from"),
         limit=limit,
     )
-    served = [(s.event, to_client_event(s.event)) for s in page.roots]
+    served = [(s.event, to_client_event(s.event)) for s in visible_events(history, page.roots)]
     await node.relations.bundle(served, requester.user_id)
     body: dict[str, Any] = {"chunk": [out for _, out in served]}
     if page.next_position is not None:

@@ -4,11 +4,17 @@ Spec: api/client-server/create_room.yaml (POST /createRoom), room_send.yaml
 (PUT /rooms/{roomId}/send/{eventType}/{txnId}), room_state.yaml
 (PUT /rooms/{roomId}/state/{eventType}/{stateKey}), rooms.yaml (GET .../state,
 .../state/{eventType}/{stateKey}, .../event/{eventId}), list_joined_rooms.yaml.
+
+Reading a room follows its history visibility (node/rooms/visibility.py): a user who
+is not in the room, never was and may not peek gets 403; an event they may not see
+is 404 ("The event was not found or you do not have permission to read this
+event"). A user who left reads the state as it was when they left (rooms.yaml).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -19,12 +25,14 @@ from node.client_api.request import authenticated, json_object
 from node.directory.service import local_alias
 from node.errors import MatrixError, bad_json, forbidden, invalid_param, json_response, not_found
 from node.events.client_format import to_client_event
-from node.events.pdu import MEMBER
+from node.events.pdu import MEMBER, StateKey
 from node.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 from node.ids import InvalidId, RoomID, UserID
 from node.relations.aggregations import relates_to
 from node.rooms.creation import PRESETS, PlannedEvent, RoomRequest
-from node.storage.events import TxnKey
+from node.rooms.visibility import Access, RoomHistory
+from node.storage.events import StoredEvent, TxnKey
+from node.storage.visibility import VisibilityStore
 from node.sync.service import add_transaction_ids
 
 routes = web.RouteTableDef()
@@ -181,12 +189,54 @@ async def joined_state(
     return ids
 
 
+async def readable_history(request: web.Request, requester: Requester, room_id: str) -> RoomHistory:
+    """The requester's view of the room's history (node/rooms/visibility.py); 403 if
+    they may not read the room at all."""
+    history = await VisibilityStore(request.app[NODE].db).history(room_id, requester.user_id)
+    if not history.may_read:
+        raise forbidden(f"{requester.user_id} is not in room {room_id} and may not read it")
+    return history
+
+
+def visible_events(history: RoomHistory, events: Iterable[StoredEvent]) -> list[StoredEvent]:
+    """The events of ``events`` the user of ``history`` may see, in order."""
+    return [s for s in events if history.visible(s.event, s.stream_ordering)]
+
+
+async def readable_state(
+    request: web.Request, room_id: str, history: RoomHistory
+) -> dict[StateKey, str]:
+    """The state the user reads: the current state, or for a user who left the state
+    just after their leave ("the state of the room when they left")."""
+    node = request.app[NODE]
+    left_at = history.left_at
+    if history.access is Access.DEPARTED and left_at is not None:
+        return await node.context.state_ids_at(room_id, left_at)
+    return await node.events.get_current_state_ids(room_id)
+
+
+async def visible_event(
+    request: web.Request, history: RoomHistory, room_id: str, event_id: str
+) -> StoredEvent:
+    """The event ``event_id`` of ``room_id`` if the user may see it; 404 otherwise."""
+    stored = await request.app[NODE].events.get_event(event_id)
+    if (
+        stored is None
+        or stored.event.room_id != room_id
+        or stored.event.rejected
+        or not history.visible(stored.event, stored.stream_ordering)
+    ):
+        raise not_found("Event not found.")
+    return stored
+
+
 @routes.get(V3 + "/rooms/{room_id}/state")
 @authenticated
 async def get_state(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
     room_id = room_id_param(request)
-    ids = await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
+    ids = await readable_state(request, room_id, history)
     stored = await request.app[NODE].events.get_events(ids.values())
     return json_response([to_client_event(s.event) for s in stored.values()])
 
@@ -197,7 +247,8 @@ async def get_state(request: web.Request, requester: Requester) -> web.Response:
 async def get_state_event(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     room_id = room_id_param(request)
-    ids = await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
+    ids = await readable_state(request, room_id, history)
     key = (request.match_info["event_type"], request.match_info.get("state_key", ""))
     event_id = ids.get(key)
     stored = await request.app[NODE].events.get_event(event_id) if event_id else None
@@ -213,10 +264,8 @@ async def get_state_event(request: web.Request, requester: Requester) -> web.Res
 async def get_event(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     room_id = room_id_param(request)
-    await joined_state(request, requester, room_id)
-    stored = await request.app[NODE].events.get_event(request.match_info["event_id"])
-    if stored is None or stored.event.room_id != room_id or stored.event.rejected:
-        raise not_found("Event not found.")
+    history = await readable_history(request, requester, room_id)
+    stored = await visible_event(request, history, room_id, request.match_info["event_id"])
     out = to_client_event(stored.event)
     if stored.event.sender == requester.user_id:
         await add_transaction_ids(

@@ -2,6 +2,12 @@
 
 Spec: api/client-server/sync.yaml, message_pagination.yaml (GET /rooms/{roomId}/messages),
 rooms.yaml (GET /rooms/{roomId}/members, /joined_members).
+
+/messages and /members follow the room's history visibility (node/rooms/visibility.py):
+/messages leaves out the events the user may not see and skips the stretches of
+history that hold none, so a page may be shorter than ``limit``; ``end`` still moves
+on, and is left out once nothing more is visible. /members of a user who left is the
+membership when they left; /joined_members needs the user to be in the room.
 """
 
 from __future__ import annotations
@@ -15,10 +21,17 @@ from node.accounts import Requester
 from node.appkeys import NODE
 from node.client_api.paging import parse_position
 from node.client_api.request import authenticated
-from node.client_api.rooms import joined_state, room_id_param
+from node.client_api.rooms import (
+    joined_state,
+    readable_history,
+    readable_state,
+    room_id_param,
+)
 from node.errors import MatrixError, invalid_param, json_response
 from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER
+from node.rooms.visibility import RoomHistory
+from node.storage.events import EventStore, StoredEvent
 from node.sync.filters import EventFilter, InvalidFilter, SyncFilter
 from node.sync.service import add_transaction_ids, pagination_token
 from node.sync.tokens import InvalidToken, StreamToken
@@ -93,13 +106,58 @@ async def sync(request: web.Request, requester: Requester) -> web.Response:
     return json_response(response)
 
 
+async def read_page(
+    events: EventStore,
+    history: RoomHistory,
+    room_id: str,
+    room_filter: EventFilter,
+    *,
+    backwards: bool,
+    start: int,
+    to_pos: int | None,
+    limit: int,
+) -> tuple[list[StoredEvent], int | None]:
+    """Up to ``limit`` events of the room that the user may see and that pass the
+    filter, from ``start`` (backwards: events at or before it, newest first; forwards:
+    events after it, oldest first), none beyond ``to_pos``. Returns them and the
+    position to continue from, None when nothing more can be visible."""
+    if limit <= 0:
+        return [], None
+    chunk: list[StoredEvent] = []
+    cursor = start
+    page_size = limit * 2 + 10
+    while True:
+        # Over the stretches of history the user may see nothing of.
+        jump = history.backward_from(cursor) if backwards else history.forward_after(cursor)
+        if jump is None:
+            return chunk, None
+        cursor = jump
+        if to_pos is not None and (cursor <= to_pos if backwards else cursor >= to_pos):
+            return chunk, None
+        page = await events.get_room_events(
+            room_id,
+            after=to_pos if backwards else cursor,
+            upto=cursor if backwards else to_pos,
+            limit=page_size,
+            newest_first=backwards,
+        )
+        for s in page:
+            cursor = s.stream_ordering - 1 if backwards else s.stream_ordering
+            if room_filter.allows(s.event.raw) and history.visible(s.event, s.stream_ordering):
+                chunk.append(s)
+                if len(chunk) == limit:
+                    return chunk, cursor
+        if len(page) < page_size:
+            return chunk, None  # the start (or end) of the room's history was reached
+
+
 @routes.get(V3 + "/rooms/{room_id}/messages")
 @authenticated
 async def messages(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/messages"""
     room_id = room_id_param(request)
     node = request.app[NODE]
-    state_ids = await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
     direction = request.query.get("dir", "b")
     if direction not in ("b", "f"):
         raise invalid_param("'dir' must be 'b' or 'f'")
@@ -111,32 +169,16 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
     else:
         start = parse_position(start_tok)
     to_pos = parse_position(request.query["to"]) if "to" in request.query else None
-    chunk = []
-    cursor = start
-    end: int | None = None
-    while len(chunk) < limit:
-        if direction == "b":
-            page = await node.events.get_room_events(
-                room_id, after=to_pos, upto=cursor, limit=limit * 2 + 10, newest_first=True
-            )
-        else:
-            page = await node.events.get_room_events(
-                room_id, after=cursor, upto=to_pos, limit=limit * 2 + 10, newest_first=False
-            )
-        if not page:
-            end = None
-            break
-        for s in page:
-            if room_filter.allows(s.event.raw):
-                chunk.append(s)
-                if len(chunk) == limit:
-                    break
-        last = chunk[-1] if chunk and len(chunk) == limit else page[-1]
-        cursor = last.stream_ordering - 1 if direction == "b" else last.stream_ordering
-        end = cursor
-        if len(page) < limit * 2 + 10 and len(chunk) < limit:
-            end = None  # the start (or end) of the room's history was reached
-            break
+    chunk, end = await read_page(
+        node.events,
+        history,
+        room_id,
+        room_filter,
+        backwards=direction == "b",
+        start=start,
+        to_pos=to_pos,
+        limit=limit,
+    )
     served = [(s.event, to_client_event(s.event)) for s in chunk]
     own = [(e.event_id, out["unsigned"]) for e, out in served if e.sender == requester.user_id]
     await add_transaction_ids(node.events, requester.user_id, requester.device_id, own)
@@ -148,6 +190,7 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
     if end is not None:
         body["end"] = pagination_token(end)
     if room_filter.lazy_load_members:
+        state_ids = await readable_state(request, room_id, history)
         senders = {s.event.sender for s in chunk}
         ids = [state_ids[(MEMBER, u)] for u in senders if (MEMBER, u) in state_ids]
         found = await node.events.get_events(ids)
@@ -160,7 +203,8 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
 async def members(request: web.Request, requester: Requester) -> web.Response:
     """GET /_matrix/client/v3/rooms/{roomId}/members"""
     room_id = room_id_param(request)
-    state_ids = await joined_state(request, requester, room_id)
+    history = await readable_history(request, requester, room_id)
+    state_ids = await readable_state(request, room_id, history)
     membership = request.query.get("membership")
     not_membership = request.query.get("not_membership")
     found = await request.app[NODE].events.get_events(
