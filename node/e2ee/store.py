@@ -8,6 +8,7 @@ Tables: e2e_device_keys, e2e_one_time_keys, e2e_fallback_keys, e2e_device_list_c
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -177,14 +178,34 @@ class DeviceKeyStore:
     # -- reads ---------------------------------------------------------------------------
 
     async def one_time_key_counts(self, user_id: str, device_id: str) -> dict[str, int]:
-        rows = await self.db.fetchall(
-            "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ?"
-            " AND device_id = ? GROUP BY algorithm",
-            (user_id, device_id),
-        )
-        counts = {SIGNED_CURVE25519: 0}
-        counts.update({r[0]: int(r[1]) for r in rows})
-        return counts
+        return (await self.key_counts(user_id, device_id))[0]
+
+    async def key_counts(self, user_id: str, device_id: str) -> tuple[dict[str, int], list[str]]:
+        """What every /sync reports: one-time key counts by algorithm, and the
+        algorithms of unused fallback keys (one round trip)."""
+
+        def read(conn: sqlite3.Connection) -> tuple[dict[str, int], list[str]]:
+            args = (user_id, device_id)
+            counts = {SIGNED_CURVE25519: 0}
+            counts.update(
+                (r[0], int(r[1]))
+                for r in conn.execute(
+                    "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ?"
+                    " AND device_id = ? GROUP BY algorithm",
+                    args,
+                )
+            )
+            fallback = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ?"
+                    " AND device_id = ? AND used = 0 ORDER BY algorithm",
+                    args,
+                )
+            ]
+            return counts, fallback
+
+        return await self.db.read_sync(read)
 
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         rows = await self.db.fetchall(

@@ -42,20 +42,14 @@ class E2EESyncExtension:
             )
             if changed:
                 ctx.section("device_lists").update({"changed": changed, "left": []})
-        ctx.response["device_one_time_keys_count"] = await self.store.one_time_key_counts(
-            ctx.user_id, ctx.device_id
-        )
-        ctx.response[
-            "device_unused_fallback_key_types"
-        ] = await self.store.unused_fallback_key_types(ctx.user_id, ctx.device_id)
+        counts, fallback = await self.store.key_counts(ctx.user_id, ctx.device_id)
+        ctx.response["device_one_time_keys_count"] = counts
+        ctx.response["device_unused_fallback_key_types"] = fallback
 
     async def _to_device(self, ctx: SyncContext) -> None:
-        if ctx.since is not None:
-            await self.to_device.acknowledge(
-                ctx.user_id, ctx.device_id, ctx.since_position(TO_DEVICE)
-            )
-        pending = await self.to_device.pending(
-            ctx.user_id, ctx.device_id, ctx.upto.get(TO_DEVICE), self.max_to_device
+        acked = ctx.since_position(TO_DEVICE) if ctx.since is not None else None
+        pending = await self.to_device.deliver(
+            ctx.user_id, ctx.device_id, acked, ctx.upto.get(TO_DEVICE), self.max_to_device
         )
         if not pending:
             return

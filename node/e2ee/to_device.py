@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +113,42 @@ class ToDeviceService:
             (user_id, device_id, upto, limit),
         )
         return [Pending(r[0], json.loads(r[1])) for r in rows]
+
+    async def deliver(
+        self,
+        user_id: str,
+        device_id: str,
+        acknowledged: int | None,
+        upto: int,
+        limit: int = MAX_PER_SYNC,
+    ) -> list[Pending]:
+        """What a /sync does: delete the messages the device has acknowledged (up to
+        ``acknowledged``, its ``since``; None for none) and return the pending ones
+        after it, up to ``upto``, oldest first. One read; a write only when there is
+        something to delete."""
+        after = -1 if acknowledged is None else acknowledged
+
+        def read(conn: sqlite3.Connection) -> tuple[bool, list[Pending]]:
+            stale = acknowledged is not None and (
+                conn.execute(
+                    "SELECT 1 FROM to_device_inbox WHERE user_id = ? AND device_id = ?"
+                    " AND stream_id <= ? LIMIT 1",
+                    (user_id, device_id, acknowledged),
+                ).fetchone()
+                is not None
+            )
+            rows = conn.execute(
+                "SELECT stream_id, message_json FROM to_device_inbox WHERE user_id = ?"
+                " AND device_id = ? AND stream_id > ? AND stream_id <= ?"
+                " ORDER BY stream_id LIMIT ?",
+                (user_id, device_id, after, upto, limit),
+            ).fetchall()
+            return stale, [Pending(r[0], json.loads(r[1])) for r in rows]
+
+        stale, pending = await self.db.read_sync(read)
+        if stale and acknowledged is not None:
+            await self.acknowledge(user_id, device_id, acknowledged)
+        return pending
 
     async def acknowledge(self, user_id: str, device_id: str, upto: int) -> None:
         """The device has received everything up to ``upto``: delete it."""

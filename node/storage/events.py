@@ -98,45 +98,9 @@ class EventStore:
 
     async def get_events(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
         ids = list(dict.fromkeys(event_ids))
-        out: dict[str, StoredEvent] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await self.db.fetchall(
-                "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json,"
-                " r.room_version, e.redacted_by"
-                " FROM events e JOIN rooms r ON r.room_id = e.room_id"
-                f" WHERE e.event_id IN ({marks})",
-                chunk,
-            )
-            redactions = await self._redaction_events(r["redacted_by"] for r in rows)
-            for row in rows:
-                version = room_version(row["room_version"])
-                raw = json.loads(row["json"])
-                event = Event(row["event_id"], version, raw, row["rejected_reason"])
-                because = redactions.get(row["redacted_by"])
-                if because is not None:
-                    # Served redacted; the stored JSON keeps what arrived.
-                    event = redacted_event(event, because)
-                out[event.event_id] = StoredEvent(event, row["stream_ordering"])
-        return out
-
-    async def _redaction_events(self, ids: Iterable[str | None]) -> dict[str, Event]:
-        wanted = [i for i in ids if i]
-        if not wanted:
+        if not ids:
             return {}
-        marks = ",".join("?" * len(wanted))
-        rows = await self.db.fetchall(
-            "SELECT e.event_id, e.json, r.room_version FROM events e"
-            f" JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN ({marks})",
-            wanted,
-        )
-        return {
-            r["event_id"]: Event(
-                r["event_id"], room_version(r["room_version"]), json.loads(r["json"])
-            )
-            for r in rows
-        }
+        return _stored_events(*await self.db.read_sync(lambda conn: _event_rows(conn, ids)))
 
     async def get_event_json(self, event_id: str) -> bytes | None:
         row = await self.db.fetchone("SELECT json FROM events WHERE event_id = ?", (event_id,))
@@ -213,14 +177,19 @@ class EventStore:
             clauses.append("stream_ordering <= ?")
             params.append(upto)  # type: ignore[arg-type]
         order = "DESC" if newest_first else "ASC"
-        rows = await self.db.fetchall(
+        sql = (
             "SELECT event_id FROM events WHERE "
             + " AND ".join(clauses)
-            + f" ORDER BY stream_ordering {order} LIMIT ?",
-            [*params, limit],
+            + f" ORDER BY stream_ordering {order} LIMIT ?"
         )
-        found = await self.get_events(r[0] for r in rows)
-        return [found[r[0]] for r in rows if r[0] in found]
+
+        def read(conn: sqlite3.Connection) -> tuple[list[str], _Rows, _Rows]:
+            ids = [r[0] for r in conn.execute(sql, [*params, limit])]
+            return (ids, *_event_rows(conn, ids))
+
+        ids, rows, redactions = await self.db.read_sync(read)
+        found = _stored_events(rows, redactions)
+        return [found[i] for i in ids if i in found]
 
     async def get_state_keys_changed(self, room_id: str, after: int, upto: int) -> set[StateKey]:
         """The (type, state_key) pairs that state events in (after, upto] touched."""
@@ -236,29 +205,40 @@ class EventStore:
         self, user_id: str, after: int, upto: int
     ) -> dict[str, StoredEvent]:
         """The newest membership event of ``user_id`` per room in (after, upto]."""
-        rows = await self.db.fetchall(
-            "SELECT room_id, MAX(stream_ordering) FROM events WHERE type = 'm.room.member'"
-            " AND state_key = ? AND outlier = 0 AND rejected_reason IS NULL"
-            " AND stream_ordering > ? AND stream_ordering <= ? GROUP BY room_id",
-            (user_id, after, upto),
-        )
-        if not rows:
-            return {}
-        orderings = [r[1] for r in rows]
-        marks = ",".join("?" * len(orderings))
-        ids = await self.db.fetchall(
-            f"SELECT event_id FROM events WHERE stream_ordering IN ({marks})", orderings
-        )
-        found = await self.get_events(r[0] for r in ids)
+
+        def read(conn: sqlite3.Connection) -> tuple[_Rows, _Rows]:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT e.event_id FROM events e JOIN ("
+                    "  SELECT MAX(stream_ordering) AS newest FROM events"
+                    "  WHERE type = 'm.room.member' AND state_key = ? AND outlier = 0"
+                    "  AND rejected_reason IS NULL AND stream_ordering > ?"
+                    "  AND stream_ordering <= ? GROUP BY room_id"
+                    ") m ON e.stream_ordering = m.newest",
+                    (user_id, after, upto),
+                )
+            ]
+            return _event_rows(conn, ids)
+
+        found = _stored_events(*await self.db.read_sync(read))
         return {s.event.room_id: s for s in found.values()}
 
     async def get_user_memberships(self, user_id: str) -> dict[str, StoredEvent]:
         """The user's current membership event in every room that has one."""
-        rows = await self.db.fetchall(
-            "SELECT event_id FROM current_state WHERE type = 'm.room.member' AND state_key = ?",
-            (user_id,),
-        )
-        found = await self.get_events(r[0] for r in rows)
+
+        def read(conn: sqlite3.Connection) -> tuple[_Rows, _Rows]:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT event_id FROM current_state"
+                    " WHERE type = 'm.room.member' AND state_key = ?",
+                    (user_id,),
+                )
+            ]
+            return _event_rows(conn, ids)
+
+        found = _stored_events(*await self.db.read_sync(read))
         return {s.event.room_id: s for s in found.values()}
 
     async def forget_room(self, user_id: str, room_id: str) -> None:
@@ -392,6 +372,57 @@ def persist_event(
                 (apply_redaction_to, event.event_id),
             )
     return stream
+
+
+_Rows = list[sqlite3.Row]
+
+
+def _event_rows(conn: sqlite3.Connection, ids: list[str]) -> tuple[_Rows, _Rows]:
+    """The stored rows of ``ids`` and of the redactions applied to them (on the
+    reader's thread, inside one snapshot: see ``Database.read_sync``)."""
+    rows: _Rows = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows += conn.execute(
+            "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json,"
+            " r.room_version, e.redacted_by"
+            " FROM events e JOIN rooms r ON r.room_id = e.room_id"
+            f" WHERE e.event_id IN ({marks})",
+            chunk,
+        ).fetchall()
+    wanted = list({r["redacted_by"] for r in rows if r["redacted_by"]})
+    redactions: _Rows = []
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        redactions += conn.execute(
+            "SELECT e.event_id, e.json, r.room_version FROM events e"
+            f" JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN ({marks})",
+            chunk,
+        ).fetchall()
+    return rows, redactions
+
+
+def _stored_events(rows: _Rows, redaction_rows: _Rows) -> dict[str, StoredEvent]:
+    redactions = {
+        r["event_id"]: Event(r["event_id"], room_version(r["room_version"]), json.loads(r["json"]))
+        for r in redaction_rows
+    }
+    out: dict[str, StoredEvent] = {}
+    for row in rows:
+        event = Event(
+            row["event_id"],
+            room_version(row["room_version"]),
+            json.loads(row["json"]),
+            row["rejected_reason"],
+        )
+        because = redactions.get(row["redacted_by"])
+        if because is not None:
+            # Served redacted; the stored JSON keeps what arrived.
+            event = redacted_event(event, because)
+        out[event.event_id] = StoredEvent(event, row["stream_ordering"])
+    return out
 
 
 def redacted_event(event: Event, because: Event) -> Event:
