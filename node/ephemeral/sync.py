@@ -118,7 +118,9 @@ class EphemeralSyncExtension:
         after, upto = ctx.since_position("events"), ctx.upto.get("events")
         if self.events is None or after >= upto:
             return set()
-        changed = await self.events.get_membership_changes(ctx.user_id, after, upto)
+        changed = ctx.membership_changes
+        if changed is None:
+            changed = await self.events.get_membership_changes(ctx.user_id, after, upto)
         candidates = [r for r in joined if r in changed]
         if not candidates:
             return set()

@@ -207,19 +207,7 @@ class EventStore:
         """The newest membership event of ``user_id`` per room in (after, upto]."""
 
         def read(conn: sqlite3.Connection) -> tuple[_Rows, _Rows]:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT e.event_id FROM events e JOIN ("
-                    "  SELECT MAX(stream_ordering) AS newest FROM events"
-                    "  WHERE type = 'm.room.member' AND state_key = ? AND outlier = 0"
-                    "  AND rejected_reason IS NULL AND stream_ordering > ?"
-                    "  AND stream_ordering <= ? GROUP BY room_id"
-                    ") m ON e.stream_ordering = m.newest",
-                    (user_id, after, upto),
-                )
-            ]
-            return _event_rows(conn, ids)
+            return _event_rows(conn, _changed_membership_ids(conn, user_id, after, upto))
 
         found = _stored_events(*await self.db.read_sync(read))
         return {s.event.room_id: s for s in found.values()}
@@ -228,18 +216,37 @@ class EventStore:
         """The user's current membership event in every room that has one."""
 
         def read(conn: sqlite3.Connection) -> tuple[_Rows, _Rows]:
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT event_id FROM current_state"
-                    " WHERE type = 'm.room.member' AND state_key = ?",
-                    (user_id,),
-                )
-            ]
-            return _event_rows(conn, ids)
+            return _event_rows(conn, _membership_ids(conn, user_id))
 
         found = _stored_events(*await self.db.read_sync(read))
         return {s.event.room_id: s for s in found.values()}
+
+    async def get_sync_overview(self, user_id: str, after: int | None, upto: int) -> SyncOverview:
+        """What a /sync starts from, in one round trip: the user's current membership
+        per room, the newest change of it per room in (after, upto] (none when
+        ``after`` is None) and the rooms the user forgot."""
+
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[str], list[str], tuple[_Rows, _Rows], set[str]]:
+            current = _membership_ids(conn, user_id)
+            changed = [] if after is None else _changed_membership_ids(conn, user_id, after, upto)
+            forgotten = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT room_id FROM forgotten_rooms WHERE user_id = ?", (user_id,)
+                )
+            }
+            rows = _event_rows(conn, list(dict.fromkeys(current + changed)))
+            return current, changed, rows, forgotten
+
+        current, changed, rows, forgotten = await self.db.read_sync(read)
+        found = _stored_events(*rows)
+        return SyncOverview(
+            {found[i].event.room_id: found[i] for i in current if i in found},
+            {found[i].event.room_id: found[i] for i in changed if i in found},
+            forgotten,
+        )
 
     async def forget_room(self, user_id: str, room_id: str) -> None:
         async def txn(conn: aiosqlite.Connection) -> None:
@@ -375,6 +382,40 @@ def persist_event(
 
 
 _Rows = list[sqlite3.Row]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOverview:
+    memberships: dict[str, StoredEvent]  # room ID -> the user's current membership
+    changed: dict[str, StoredEvent]  # room ID -> newest membership change in the range
+    forgotten: set[str]
+
+
+def _membership_ids(conn: sqlite3.Connection, user_id: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT event_id FROM current_state WHERE type = 'm.room.member' AND state_key = ?",
+            (user_id,),
+        )
+    ]
+
+
+def _changed_membership_ids(
+    conn: sqlite3.Connection, user_id: str, after: int, upto: int
+) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT e.event_id FROM events e JOIN ("
+            "  SELECT MAX(stream_ordering) AS newest FROM events"
+            "  WHERE type = 'm.room.member' AND state_key = ? AND outlier = 0"
+            "  AND rejected_reason IS NULL AND stream_ordering > ?"
+            "  AND stream_ordering <= ? GROUP BY room_id"
+            ") m ON e.stream_ordering = m.newest",
+            (user_id, after, upto),
+        )
+    ]
 
 
 def _event_rows(conn: sqlite3.Connection, ids: list[str]) -> tuple[_Rows, _Rows]:

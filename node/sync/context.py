@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from node.storage.events import StoredEvent
 from node.sync.filters import SyncFilter
 from node.sync.tokens import StreamToken
 
@@ -26,6 +27,9 @@ class SyncContext:
     filter: SyncFilter
     joined_rooms: list[str] = field(default_factory=list)
     response: dict[str, Any] = field(default_factory=dict)
+    # Room ID -> the user's newest membership event in (since, upto], as the sync
+    # service read it (None until it has, and in an initial sync).
+    membership_changes: dict[str, StoredEvent] | None = None
 
     def since_position(self, stream: str) -> int:
         return 0 if self.since is None else self.since.get(stream)

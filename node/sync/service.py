@@ -73,15 +73,13 @@ class SyncService:
 
     async def _build(self, ctx: SyncContext) -> None:
         room_filter = ctx.filter.room
-        memberships = await self.events.get_user_memberships(ctx.user_id)
-        since_pos = ctx.since_position("events")
         upto_pos = ctx.upto.get("events")
-        changed = (
-            await self.events.get_membership_changes(ctx.user_id, since_pos, upto_pos)
-            if ctx.since is not None
-            else {}
+        overview = await self.events.get_sync_overview(
+            ctx.user_id, ctx.since_position("events") if ctx.since is not None else None, upto_pos
         )
-        forgotten = await self.events.get_forgotten_rooms(ctx.user_id)
+        memberships, changed, forgotten = overview.memberships, overview.changed, overview.forgotten
+        if ctx.since is not None:
+            ctx.membership_changes = changed
         # Timeline events this user sent, with their served ``unsigned``: the ones this
         # device sent get unsigned.transaction_id, from one lookup for the whole sync.
         own: list[tuple[str, dict[str, Any]]] = []
