@@ -205,7 +205,7 @@ class DeviceKeyStore:
             ]
             return counts, fallback
 
-        return await self.db.read_sync(read)
+        return await self.db.read_now(read)
 
     async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
         rows = await self.db.fetchall(

@@ -145,7 +145,7 @@ class ToDeviceService:
             ).fetchall()
             return stale, [Pending(r[0], json.loads(r[1])) for r in rows]
 
-        stale, pending = await self.db.read_sync(read)
+        stale, pending = await self.db.read_now(read)
         if stale and acknowledged is not None:
             await self.acknowledge(user_id, device_id, acknowledged)
         return pending

@@ -366,10 +366,12 @@ class PushStore:
         return await self.db.write(txn)
 
     async def get_unread_counts(self, user_id: str, room_id: str) -> tuple[int, int]:
-        row = await self.db.fetchone(
-            "SELECT notification_count, highlight_count FROM push_unread_counts"
-            " WHERE user_id = ? AND room_id = ?",
-            (user_id, room_id),
+        row = await self.db.read_now(
+            lambda conn: conn.execute(
+                "SELECT notification_count, highlight_count FROM push_unread_counts"
+                " WHERE user_id = ? AND room_id = ?",
+                (user_id, room_id),
+            ).fetchone()
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
 

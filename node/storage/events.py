@@ -100,7 +100,7 @@ class EventStore:
         ids = list(dict.fromkeys(event_ids))
         if not ids:
             return {}
-        return _stored_events(*await self.db.read_sync(lambda conn: _event_rows(conn, ids)))
+        return _stored_events(*await self.db.read_now(lambda conn: _event_rows(conn, ids)))
 
     async def get_event_json(self, event_id: str) -> bytes | None:
         row = await self.db.fetchone("SELECT json FROM events WHERE event_id = ?", (event_id,))
@@ -117,8 +117,11 @@ class EventStore:
         return [(r[0], r[1]) for r in rows]
 
     async def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
-        rows = await self.db.fetchall(
-            "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
+        rows = await self.db.read_now(
+            lambda conn: conn.execute(
+                "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?",
+                (room_id,),
+            ).fetchall()
         )
         return {(r[0], r[1]): r[2] for r in rows}
 
@@ -135,19 +138,22 @@ class EventStore:
         """Client transaction IDs (the txnId path segment) of events that ``device_id``
         sent, by event ID; events it did not send are left out. One query per 500 IDs."""
         ids = list(dict.fromkeys(event_ids))
-        out: dict[str, str] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await self.db.fetchall(
-                "SELECT event_id, txn_id FROM event_txn_ids"
-                f" WHERE user_id = ? AND device_id = ? AND event_id IN ({marks})",
-                [user_id, device_id, *chunk],
-            )
-            # txn_id holds the request path (".../send/{type}/{txnId}"); the client's
-            # transaction ID is its last segment.
-            out.update((r[0], r[1].rsplit("/", 1)[-1]) for r in rows)
-        return out
+
+        def read(conn: sqlite3.Connection) -> _Rows:
+            rows: _Rows = []
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += conn.execute(
+                    "SELECT event_id, txn_id FROM event_txn_ids"
+                    f" WHERE user_id = ? AND device_id = ? AND event_id IN ({marks})",
+                    [user_id, device_id, *chunk],
+                ).fetchall()
+            return rows
+
+        # txn_id holds the request path (".../send/{type}/{txnId}"); the client's
+        # transaction ID is its last segment.
+        return {r[0]: r[1].rsplit("/", 1)[-1] for r in await self.db.read_now(read)}
 
     async def get_rooms_with_member(self, user_id: str, membership: str) -> list[str]:
         rows = await self.db.fetchall(
@@ -187,7 +193,7 @@ class EventStore:
             ids = [r[0] for r in conn.execute(sql, [*params, limit])]
             return (ids, *_event_rows(conn, ids))
 
-        ids, rows, redactions = await self.db.read_sync(read)
+        ids, rows, redactions = await self.db.read_now(read)
         found = _stored_events(rows, redactions)
         return [found[i] for i in ids if i in found]
 
@@ -209,7 +215,7 @@ class EventStore:
         def read(conn: sqlite3.Connection) -> tuple[_Rows, _Rows]:
             return _event_rows(conn, _changed_membership_ids(conn, user_id, after, upto))
 
-        found = _stored_events(*await self.db.read_sync(read))
+        found = _stored_events(*await self.db.read_now(read))
         return {s.event.room_id: s for s in found.values()}
 
     async def get_user_memberships(self, user_id: str) -> dict[str, StoredEvent]:
@@ -218,7 +224,7 @@ class EventStore:
         def read(conn: sqlite3.Connection) -> tuple[_Rows, _Rows]:
             return _event_rows(conn, _membership_ids(conn, user_id))
 
-        found = _stored_events(*await self.db.read_sync(read))
+        found = _stored_events(*await self.db.read_now(read))
         return {s.event.room_id: s for s in found.values()}
 
     async def get_sync_overview(self, user_id: str, after: int | None, upto: int) -> SyncOverview:
@@ -240,7 +246,7 @@ class EventStore:
             rows = _event_rows(conn, list(dict.fromkeys(current + changed)))
             return current, changed, rows, forgotten
 
-        current, changed, rows, forgotten = await self.db.read_sync(read)
+        current, changed, rows, forgotten = await self.db.read_now(read)
         found = _stored_events(*rows)
         return SyncOverview(
             {found[i].event.room_id: found[i] for i in current if i in found},
@@ -420,7 +426,7 @@ def _changed_membership_ids(
 
 def _event_rows(conn: sqlite3.Connection, ids: list[str]) -> tuple[_Rows, _Rows]:
     """The stored rows of ``ids`` and of the redactions applied to them (on the
-    reader's thread, inside one snapshot: see ``Database.read_sync``)."""
+    reader, inside one snapshot: see ``Database.read_now`` and ``read_sync``)."""
     rows: _Rows = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

@@ -252,3 +252,50 @@ async def test_a_plain_write_alone_that_fails_leaves_nothing(tmp_path: Path) -> 
         assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 1
     finally:
         await db.close()
+
+
+async def test_read_now_reads_on_the_loop_and_falls_back_when_busy(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "now.db")
+    try:
+        await db.write_sync(
+            lambda conn: conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES ('!n', '12', 0)"
+            )
+        )
+
+        def count(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT COUNT(*) FROM rooms").fetchone()[0])
+
+        assert await db.read_now(count) == 1  # sees what was committed
+
+        real = db._inline
+
+        class Busy:
+            """The inline connection answering "locked" once (as during a WAL index
+            rebuild); the read must then go through the reader thread."""
+
+            def __init__(self) -> None:
+                self.calls = 0
+                self.in_transaction = False
+
+            def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+                self.calls += 1
+                if sql in ("BEGIN", "COMMIT"):
+                    return real.execute(sql)
+                raise sqlite3.OperationalError("database is locked")
+
+        busy = Busy()
+        db._inline = busy  # type: ignore[assignment]
+        assert await db.read_now(count) == 1
+        assert busy.calls >= 2
+
+        def broken(conn: sqlite3.Connection) -> int:
+            conn.execute("SELECT * FROM no_such_table")
+            return 0
+
+        db._inline = real
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await db.read_now(broken)  # a real error is not retried elsewhere
+        assert await db.read_now(count) == 1  # and the connection is usable after it
+    finally:
+        await db.close()
