@@ -68,7 +68,7 @@ async def context(request: web.Request, requester: Requester) -> web.Response:
         key=lambda s: s.stream_ordering,
     )
     served = [(s.event, to_client_event(s.event)) for s in returned]
-    await node.relations.bundle(served, requester.user_id)
+    await node.relations.bundle(served, requester.user_id, history.upper_bound())
     out = [d for _, d in served]
     n_before = len(before)
     return json_response(

@@ -68,7 +68,7 @@ async def relations(request: web.Request, requester: Requester) -> web.Response:
         recurse=bool(recurse),
     )
     served = [(s.event, to_client_event(s.event)) for s in visible_events(history, page.events)]
-    await node.relations.bundle(served, requester.user_id)
+    await node.relations.bundle(served, requester.user_id, history.upper_bound())
     body: dict[str, Any] = {"chunk": [out for _, out in served]}
     if page.next_position is not None:
         body["next_batch"] = pagination_token(page.next_position)
@@ -98,7 +98,7 @@ async def threads(request: web.Request, requester: Requester) -> web.Response:
         limit=limit,
     )
     served = [(s.event, to_client_event(s.event)) for s in visible_events(history, page.roots)]
-    await node.relations.bundle(served, requester.user_id)
+    await node.relations.bundle(served, requester.user_id, history.upper_bound())
     body: dict[str, Any] = {"chunk": [out for _, out in served]}
     if page.next_position is not None:
         body["next_batch"] = pagination_token(page.next_position)

@@ -274,7 +274,9 @@ async def get_event(request: web.Request, requester: Requester) -> web.Response:
             requester.device_id,
             [(stored.event.event_id, out["unsigned"])],
         )
-    await request.app[NODE].relations.bundle([(stored.event, out)], requester.user_id)
+    await request.app[NODE].relations.bundle(
+        [(stored.event, out)], requester.user_id, history.upper_bound()
+    )
     return json_response(out)
 
 

@@ -182,7 +182,7 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
     served = [(s.event, to_client_event(s.event)) for s in chunk]
     own = [(e.event_id, out["unsigned"]) for e, out in served if e.sender == requester.user_id]
     await add_transaction_ids(node.events, requester.user_id, requester.device_id, own)
-    await node.relations.bundle(served, requester.user_id)
+    await node.relations.bundle(served, requester.user_id, history.upper_bound())
     body: dict[str, Any] = {
         "start": start_tok or pagination_token(start),
         "chunk": [out for _, out in served],

@@ -160,13 +160,17 @@ class RelationsService:
 
     # -- bundled aggregations ----------------------------------------------------------------
 
-    async def bundle(self, served: Sequence[Served], user_id: str) -> None:
+    async def bundle(self, served: Sequence[Served], user_id: str, upto: int | None = None) -> None:
         """Add ``unsigned["m.relations"]`` to each served event that has children to
         aggregate. State events get none; an event whose served form has no
-        ``unsigned`` (an ``event_fields`` filter left it out) is left alone."""
-        await self._bundle(served, user_id, nested=False)
+        ``unsigned`` (an ``event_fields`` filter left it out) is left alone.
+        ``upto``: aggregate only children up to this stream position (the last one a
+        reader who left the room may see; None for no bound)."""
+        await self._bundle(served, user_id, nested=False, upto=upto)
 
-    async def _bundle(self, served: Sequence[Served], user_id: str, *, nested: bool) -> None:
+    async def _bundle(
+        self, served: Sequence[Served], user_id: str, *, nested: bool, upto: int | None
+    ) -> None:
         parents = [
             (ev, out)
             for ev, out in served
@@ -176,9 +180,9 @@ class RelationsService:
             return
         ids = list(dict.fromkeys(ev.event_id for ev, _ in parents))
         ignored = await self.ignored_users(user_id)
-        threads = await self.store.thread_summaries(ids, user_id, ignored)
-        edits = await self.store.latest_edits(ids, ignored)
-        references = await self.store.references(ids, ignored)
+        threads = await self.store.thread_summaries(ids, user_id, ignored, upto)
+        edits = await self.store.latest_edits(ids, ignored, upto)
+        references = await self.store.references(ids, ignored, upto)
         wanted = [t.latest_event_id for t in threads.values()] + list(edits.values())
         loaded = await self.events.get_events(wanted) if wanted else {}
         latest_served: dict[tuple[str, bool], dict[str, Any]] = {}
@@ -195,7 +199,7 @@ class RelationsService:
         if inner and not nested:
             # The latest thread event carries its own aggregations (its edits); a
             # thread cannot nest, so one level is all there is (threading.md).
-            await self._bundle(inner, user_id, nested=True)
+            await self._bundle(inner, user_id, nested=True, upto=upto)
         for ev, out in parents:
             with_room = "room_id" in out
             thread = None

@@ -19,10 +19,16 @@ from node.storage.database import Database
 _VISIBLE = "e.rejected_reason IS NULL AND e.outlier = 0 AND e.redacted_by IS NULL"
 
 
-def _not_ignored(ignored: Collection[str]) -> tuple[str, list[Any]]:
-    if not ignored:
-        return "", []
-    return f" AND e.sender NOT IN ({','.join('?' * len(ignored))})", list(ignored)
+def _not_ignored(ignored: Collection[str], upto: int | None = None) -> tuple[str, list[Any]]:
+    """SQL that leaves out children from ignored senders and, with ``upto``, children
+    after that stream position (what a reader who left the room may not see)."""
+    sql, params = "", list(ignored)
+    if ignored:
+        sql = f" AND e.sender NOT IN ({','.join('?' * len(ignored))})"
+    if upto is not None:
+        sql += " AND e.stream_ordering <= ?"
+        params.append(upto)
+    return sql, params
 
 
 def _marks(items: Sequence[Any]) -> str:
@@ -91,11 +97,15 @@ class RelationsStore:
         return [(r[0], r[1]) for r in rows]
 
     async def thread_summaries(
-        self, parent_ids: Sequence[str], user_id: str, ignored: Collection[str]
+        self,
+        parent_ids: Sequence[str],
+        user_id: str,
+        ignored: Collection[str],
+        upto: int | None = None,
     ) -> dict[str, ThreadSummary]:
         if not parent_ids:
             return {}
-        ignore_sql, ignore_params = _not_ignored(ignored)
+        ignore_sql, ignore_params = _not_ignored(ignored, upto)
         # With one max() the bare column e.event_id comes from the row holding it.
         rows = await self.db.fetchall(
             "SELECT r.relates_to_id, COUNT(*), SUM(e.sender = ?), MAX(e.stream_ordering),"
@@ -110,14 +120,14 @@ class RelationsStore:
         return {r[0]: ThreadSummary(int(r[1]), r[4], bool(r[2])) for r in rows}
 
     async def latest_edits(
-        self, parent_ids: Sequence[str], ignored: Collection[str]
+        self, parent_ids: Sequence[str], ignored: Collection[str], upto: int | None = None
     ) -> dict[str, str]:
         """Per parent, the ID of its most recent edit that passes the edit's side of
         "Validity of replacement events" (same room, sender and type; not state; an
         m.new_content object unless encrypted)."""
         if not parent_ids:
             return {}
-        ignore_sql, ignore_params = _not_ignored(ignored)
+        ignore_sql, ignore_params = _not_ignored(ignored, upto)
         rows = await self.db.fetchall(
             "SELECT parent, event_id FROM ("
             " SELECT r.relates_to_id AS parent, e.event_id AS event_id,"
@@ -138,11 +148,11 @@ class RelationsStore:
         return {r[0]: r[1] for r in rows}
 
     async def references(
-        self, parent_ids: Sequence[str], ignored: Collection[str]
+        self, parent_ids: Sequence[str], ignored: Collection[str], upto: int | None = None
     ) -> dict[str, list[str]]:
         if not parent_ids:
             return {}
-        ignore_sql, ignore_params = _not_ignored(ignored)
+        ignore_sql, ignore_params = _not_ignored(ignored, upto)
         rows = await self.db.fetchall(
             "SELECT r.relates_to_id, e.event_id FROM event_relations r"
             " JOIN events e ON e.event_id = r.event_id"

@@ -528,3 +528,44 @@ async def test_store_gives_visibility_and_membership_at_each_event(
     assert not snapshot.rooms["!unknown:elsewhere"].may_read
     assert snapshot.rooms[room].current_membership == "leave"
     assert snapshot.rooms[room].current_visibility == "shared"
+
+
+async def test_bundled_aggregations_stop_at_the_leave(
+    http: aiohttp.ClientSession, v3: str, v1: str, token: str, node: RunningNode
+) -> None:
+    """A thread root, an edit and a reply the reader saw, then more after they left:
+    /event, /messages, /context and /relations bundle only what they may see."""
+    room = await bob_room(node, "shared")
+    owner = f"@{OWNER}:{SERVER_NAME}"
+    await call(http, "POST", f"{v3}/join/{room}", token, {})
+    root = await bob_says(node, room, "root")
+    seen_reply = await bob_says(node, room, "seen reply", **in_thread(root))
+    await call(http, "POST", f"{v3}/rooms/{room}/leave", token, {})
+    assert (await node.node.events.get_user_memberships(owner))[room].event.membership == "leave"
+    await bob_says(node, room, "unseen reply", **in_thread(root))
+    await bob_says(
+        node,
+        room,
+        "* edited later",
+        **{
+            "m.new_content": {"msgtype": "m.text", "body": "edited later"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": root},
+        },
+    )
+
+    def check(served: dict[str, Any]) -> None:
+        relations = served["unsigned"]["m.relations"]
+        assert relations["m.thread"]["count"] == 1
+        assert relations["m.thread"]["latest_event"]["event_id"] == seen_reply
+        assert "m.replace" not in relations
+
+    check(await call(http, "GET", f"{v3}/rooms/{room}/event/{root}", token))
+    page = await all_messages(http, v3, token, room)
+    (served_root,) = [e for e in page if e["event_id"] == root]
+    check(served_root)
+    context = await call(http, "GET", f"{v3}/rooms/{room}/context/{seen_reply}", token)
+    (served_root,) = [e for e in context["events_before"] if e["event_id"] == root]
+    check(served_root)
+    threads = await call(http, "GET", f"{v1}/rooms/{room}/threads", token)
+    (served_root,) = [e for e in threads["chunk"] if e["event_id"] == root]
+    check(served_root)
