@@ -18,59 +18,17 @@ content/push-gateway-api.md "Homeserver behaviour"; notifications.yaml.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp import web
 
 from node.app import RunningNode
-from tests.push.conftest import OWNER_ID, call
+from tests.push.conftest import OWNER_ID, Gateway, call
 
 BOB = "@bob:remote.example"
 PUSHKEY = "V2h5IG9uIGVhcnRoIGRpZCB5b3UgZGVjb2RlIHRoaXM/"
 APP_ID = "org.example.croft.test"
-
-
-class Gateway:
-    """A push gateway that records what it receives and answers from a script."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.answers: list[tuple[int, Any]] = []
-        self.hang = False
-
-    async def notify(self, request: web.Request) -> web.Response:
-        await self.received.put(await request.json())
-        if self.hang:
-            await asyncio.sleep(3600)
-        status, body = self.answers.pop(0) if self.answers else (200, {"rejected": []})
-        return web.json_response(body, status=status)
-
-    async def next(self) -> dict[str, Any]:
-        async with asyncio.timeout(10):
-            return await self.received.get()
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    app = web.Application()
-    app.router.add_post("/_matrix/push/v1/notify", gw.notify)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    gw.url = f"http://127.0.0.1:{port}/_matrix/push/v1/notify"
-    try:
-        yield gw
-    finally:
-        await runner.cleanup()
 
 
 async def setup_room(

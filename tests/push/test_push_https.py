@@ -18,13 +18,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import node.federation.tls as tls
 from node.app import RunningNode
 from node.federation.tls import create_self_signed_certificate, server_ssl_context
 from tests.client import call
-from tests.push.test_push_delivery import Gateway, bob_joins, bob_says, setup_room
+from tests.push.conftest import Gateway, running_gateway
+from tests.push.test_push_delivery import bob_joins, bob_says, setup_room
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,19 +38,8 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 async def https_gateway(certificate: tuple[Path, Path]) -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    app = web.Application()
-    app.router.add_post("/_matrix/push/v1/notify", gw.notify)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(*certificate))
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    gw.url = f"https://127.0.0.1:{port}/_matrix/push/v1/notify"
-    try:
+    async with running_gateway(server_ssl_context(*certificate)) as gw:
         yield gw
-    finally:
-        await runner.cleanup()
 
 
 def trust(monkeypatch: pytest.MonkeyPatch, ca_file: str) -> None:

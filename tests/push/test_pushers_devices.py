@@ -9,20 +9,17 @@ password_management.yaml.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import nio
-import pytest
-from aiohttp import web
 
 from node.app import RunningNode, serve
 from node.config import Config
 from node.push.store import Pusher
 from tests.conftest import OWNER, PASSWORD
-from tests.push.conftest import OWNER_ID, call, login
-from tests.push.test_push_delivery import Gateway, bob_joins, bob_says
+from tests.push.conftest import OWNER_ID, Gateway, call, login
+from tests.push.test_push_delivery import bob_joins, bob_says
 from tests.users.test_devices import uia
 
 APP_ID = "org.example.croft.devices"
@@ -47,23 +44,6 @@ async def set_pusher(http: aiohttp.ClientSession, v3: str, token: str, pushkey: 
 async def pushkeys(http: aiohttp.ClientSession, v3: str, token: str) -> set[str]:
     listed = await call(http, "GET", f"{v3}/pushers", token)
     return {p["pushkey"] for p in listed["pushers"]}
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    gw = Gateway()
-    app = web.Application()
-    app.router.add_post("/_matrix/push/v1/notify", gw.notify)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    gw.url = f"http://127.0.0.1:{port}/_matrix/push/v1/notify"
-    try:
-        yield gw
-    finally:
-        await runner.cleanup()
 
 
 async def test_logout_removes_only_that_devices_pushers(
