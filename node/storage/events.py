@@ -140,16 +140,13 @@ class EventStore:
         ids = list(dict.fromkeys(event_ids))
 
         def read(conn: sqlite3.Connection) -> _Rows:
-            rows: _Rows = []
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows += conn.execute(
-                    "SELECT event_id, txn_id FROM event_txn_ids"
-                    f" WHERE user_id = ? AND device_id = ? AND event_id IN ({marks})",
-                    [user_id, device_id, *chunk],
-                ).fetchall()
-            return rows
+            return _select_in(
+                conn,
+                "SELECT event_id, txn_id FROM event_txn_ids"
+                " WHERE user_id = ? AND device_id = ? AND event_id IN ({marks})",
+                ids,
+                (user_id, device_id),
+            )
 
         # txn_id holds the request path (".../send/{type}/{txnId}"); the client's
         # transaction ID is its last segment.
@@ -427,28 +424,35 @@ def _changed_membership_ids(
 def _event_rows(conn: sqlite3.Connection, ids: list[str]) -> tuple[_Rows, _Rows]:
     """The stored rows of ``ids`` and of the redactions applied to them (on the
     reader, inside one snapshot: see ``Database.read_now`` and ``read_sync``)."""
-    rows: _Rows = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows += conn.execute(
-            "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json,"
-            " r.room_version, e.redacted_by"
-            " FROM events e JOIN rooms r ON r.room_id = e.room_id"
-            f" WHERE e.event_id IN ({marks})",
-            chunk,
-        ).fetchall()
-    wanted = list({r["redacted_by"] for r in rows if r["redacted_by"]})
-    redactions: _Rows = []
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        redactions += conn.execute(
-            "SELECT e.event_id, e.json, r.room_version FROM events e"
-            f" JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN ({marks})",
-            chunk,
-        ).fetchall()
+    rows = _select_in(
+        conn,
+        "SELECT e.event_id, e.stream_ordering, e.rejected_reason, e.json,"
+        " r.room_version, e.redacted_by"
+        " FROM events e JOIN rooms r ON r.room_id = e.room_id"
+        " WHERE e.event_id IN ({marks})",
+        ids,
+    )
+    redactions = _select_in(
+        conn,
+        "SELECT e.event_id, e.json, r.room_version FROM events e"
+        " JOIN rooms r ON r.room_id = e.room_id WHERE e.event_id IN ({marks})",
+        list({r["redacted_by"] for r in rows if r["redacted_by"]}),
+    )
     return rows, redactions
+
+
+def _select_in(
+    conn: sqlite3.Connection, sql: str, values: list[str], before: tuple[str, ...] = ()
+) -> _Rows:
+    """Run ``sql`` (with ``{marks}`` where the IN list goes, after the ``before``
+    parameters) over ``values`` 500 at a time, SQLite's parameter limit in mind."""
+    rows: _Rows = []
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        rows += conn.execute(
+            sql.format(marks=",".join("?" * len(chunk))), [*before, *chunk]
+        ).fetchall()
+    return rows
 
 
 def _stored_events(rows: _Rows, redaction_rows: _Rows) -> dict[str, StoredEvent]:
