@@ -207,14 +207,6 @@ class DeviceKeyStore:
 
         return await self.db.read_now(read)
 
-    async def unused_fallback_key_types(self, user_id: str, device_id: str) -> list[str]:
-        rows = await self.db.fetchall(
-            "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ?"
-            " AND used = 0 ORDER BY algorithm",
-            (user_id, device_id),
-        )
-        return [r[0] for r in rows]
-
     async def get_device_keys(self, user_id: str) -> list[DeviceKeysRow]:
         """The keys of the user's existing devices, with their display names."""
         rows = await self.db.fetchall(

@@ -103,17 +103,6 @@ class ToDeviceService:
         if position is not None:
             self.notifier.notify(TO_DEVICE, position)
 
-    async def pending(
-        self, user_id: str, device_id: str, upto: int, limit: int = MAX_PER_SYNC
-    ) -> list[Pending]:
-        """Messages for the device up to position ``upto``, oldest first."""
-        rows = await self.db.fetchall(
-            "SELECT stream_id, message_json FROM to_device_inbox WHERE user_id = ?"
-            " AND device_id = ? AND stream_id <= ? ORDER BY stream_id LIMIT ?",
-            (user_id, device_id, upto, limit),
-        )
-        return [Pending(r[0], json.loads(r[1])) for r in rows]
-
     async def deliver(
         self,
         user_id: str,

@@ -260,12 +260,6 @@ class EventStore:
 
         await self.db.write(txn)
 
-    async def get_forgotten_rooms(self, user_id: str) -> set[str]:
-        rows = await self.db.fetchall(
-            "SELECT room_id FROM forgotten_rooms WHERE user_id = ?", (user_id,)
-        )
-        return {r[0] for r in rows}
-
     async def max_stream_ordering(self) -> int:
         row = await self.db.fetchone("SELECT MAX(stream_ordering) FROM events")
         return int(row[0]) if row and row[0] is not None else 0
