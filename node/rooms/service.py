@@ -468,6 +468,7 @@ class RoomService:
         async with self._lock(room_id):
             stream = await self.db.write(txn)
             self._heads[room_id] = head
+            self._evict_heads()
         try:
             await self._run_on_persisted(list(zip(built, states, strict=False)))
         finally:
