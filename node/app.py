@@ -49,6 +49,7 @@ from node.storage.database import Database
 from node.storage.events import EventStore
 from node.storage.filters import FilterStore
 from node.storage.profiles import ProfileStore
+from node.storage.state import StateStore
 from node.sync.notifier import Notifier
 from node.sync.service import SyncService
 from node.users.account_data import AccountDataService
@@ -102,7 +103,9 @@ class Node:
             events = EventStore(db)
             notifier = Notifier()
             notifier.set_initial("events", await events.max_stream_ordering())
-            rooms = RoomService(db, events, server_key, notifier)
+            states = StateStore(db)
+            await states.start()
+            rooms = RoomService(db, events, server_key, notifier, states)
             sync = SyncService(events, notifier)
             account_data_store = AccountDataStore(db)
             notifier.set_initial("account_data", await account_data_store.max_stream_id())

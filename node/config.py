@@ -77,6 +77,16 @@ class FederationConfig:
     tls_certificate: str = "tls.crt"
     tls_private_key: str = "tls.key"
     max_concurrency: int = 16
+    # Outbound TLS: check the certificates of servers found by DNS name against the
+    # system CAs (plus ca_file). Servers named by an IP literal or a .local mDNS name
+    # cannot hold a publicly trusted certificate; their identity is their signing key.
+    verify_certificates: bool = True
+    # Extra CA certificates (PEM) trusted for outbound federation, e.g. a LAN's own CA.
+    ca_file: str = ""
+    # DNS servers ("IP" or "IP:PORT") for SRV and address look-ups; empty: the system's.
+    nameservers: tuple[str, ...] = ()
+    # Notary servers asked for a server's keys when it cannot be asked itself.
+    trusted_key_servers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,7 +30,7 @@ from node.federation.keys import ServerKey
 from node.rooms.auth import AuthError, check_auth_rules, redaction_is_allowed
 from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
-from node.storage.database import Database
+from node.storage.database import Database, in_thread
 from node.storage.events import (
     DuplicateTxn,
     EventStore,
@@ -39,6 +40,7 @@ from node.storage.events import (
     redacted_event,
     state_map,
 )
+from node.storage.state import NewGroup, StateStore, set_event_groups, set_room_group, write_group
 from node.sync.notifier import Notifier
 
 log = logging.getLogger(__name__)
@@ -70,34 +72,82 @@ class _Send:
     rebuilds: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class GroupsWrite:
+    """The state groups an event's write records (node/storage/state.py): the state
+    before and after it, a new group to store, and whether the room's current state
+    moved to ``after``."""
+
+    before: int
+    after: int
+    new_group: NewGroup | None
+    room_current: bool
+
+
+def write_groups(conn: sqlite3.Connection, room_id: str, event_id: str, g: GroupsWrite) -> None:
+    """Store what ``g`` records (a plain function, in the event's own write job)."""
+    if g.new_group is not None:
+        write_group(conn, g.new_group)
+    set_event_groups(conn, event_id, g.before, g.after)
+    if g.room_current:
+        set_room_group(conn, room_id, g.after)
+
+
 @dataclass
 class RoomHead:
     """What building the next event in a room needs: its version, the forward
-    extremities and the current state."""
+    extremities, the current state and the state group holding it."""
 
     room_version: RoomVersion
     extremities: list[tuple[str, int]]
     state: dict[StateKey, Event]
+    group: int | None = None
 
     @property
     def create_event(self) -> Event | None:
         return self.state.get((CREATE, ""))
 
-    def advance(self, event: Event) -> None:
+    def state_ids(self) -> dict[StateKey, str]:
+        return {key: ev.event_id for key, ev in self.state.items()}
+
+    def advance(self, event: Event, states: StateStore | None = None) -> GroupsWrite | None:
+        """Put ``event`` (built on every extremity) at the head. With ``states``, also
+        plan the state groups its write records."""
         prev = set(event.prev_event_ids)
         self.extremities = [(event.event_id, event.depth)] + [
             x for x in self.extremities if x[0] not in prev
         ]
+        before = self.group
+        new_group = None
         if event.is_state:
+            old_ids = self.state_ids() if states is not None else None
             self.state[event.key] = event
+            if states is not None:
+                self.group, new_group = states.plan(
+                    event.room_id, before, old_ids, self.state_ids()
+                )
+        if states is None or self.group is None:
+            return None
+        return GroupsWrite(
+            before if before is not None else self.group,
+            self.group,
+            new_group,
+            new_group is not None,
+        )
 
 
 class RoomService:
     def __init__(
-        self, db: Database, events: EventStore, server_key: ServerKey, notifier: Notifier
+        self,
+        db: Database,
+        events: EventStore,
+        server_key: ServerKey,
+        notifier: Notifier,
+        states: StateStore,
     ) -> None:
         self.db = db
         self.events = events
+        self.states = states
         self.server_key = server_key
         self.notifier = notifier
         self._locks: dict[str, asyncio.Lock] = {}
@@ -131,6 +181,7 @@ class RoomService:
             version,
             await self.events.get_forward_extremities(room_id),
             state_map(stored, ids),
+            await self.states.room_group(room_id),
         )
         self._heads[room_id] = head
         self._evict_heads()
@@ -216,12 +267,17 @@ class RoomService:
         self._authorise(event, head)
         target = self._redaction_target(event, head, redaction_target) if req.redacts else None
         txn = req.txn
-        future = self.db.submit_sync(
-            lambda conn: persist_event(
+        groups = head.advance(event, self.states)
+
+        def write(conn: sqlite3.Connection) -> int:
+            stream = persist_event(
                 conn, event, txn=txn, apply_redaction_to=target, require_prev_events=True
             )
-        )
-        head.advance(event)
+            if groups is not None:
+                write_groups(conn, event.room_id, event.event_id, groups)
+            return stream
+
+        future = self.db.submit_sync(write)
         if target is not None:
             self._redact_in_head(head, target, event)
         state = dict(head.state) if self.on_persisted else None
@@ -439,7 +495,7 @@ class RoomService:
         room_id: str | None = None
         if not req.room_version.room_id_is_create_event_id:
             room_id = f"!{secrets.token_urlsafe(12)}:{self.server_key.server_name}"
-        built: list[Event] = []
+        built: list[tuple[Event, GroupsWrite | None]] = []
         states: list[dict[StateKey, Event]] = []
         for planned in plan:
             content = _checked_content(planned.content)
@@ -449,8 +505,7 @@ class RoomService:
             if room_id is None:
                 room_id = room_id_for_create(event)  # v12: the create event's ID
             self._authorise(event, head)
-            head.advance(event)
-            built.append(event)
+            built.append((event, head.advance(event, self.states)))
             if self.on_persisted:
                 states.append(dict(head.state))
         assert room_id is not None
@@ -459,8 +514,13 @@ class RoomService:
         async def txn(conn: aiosqlite.Connection) -> int:
             await EventStore.store_room_txn(conn, final_room_id, req.room_version.identifier)
             stream = 0
-            for event in built:
+            for event, groups in built:
                 stream = await EventStore.persist_event_txn(conn, event)
+                if groups is not None:
+                    g = groups
+                    await in_thread(
+                        conn, lambda raw, e=event, g=g: write_groups(raw, e.room_id, e.event_id, g)
+                    )
             if also_txn is not None:
                 await also_txn(conn, final_room_id)
             return stream
@@ -470,7 +530,7 @@ class RoomService:
             self._heads[room_id] = head
             self._evict_heads()
         try:
-            await self._run_on_persisted(list(zip(built, states, strict=False)))
+            await self._run_on_persisted(list(zip([e for e, _ in built], states, strict=False)))
         finally:
             self.notifier.notify("events", stream)
         return room_id

@@ -29,6 +29,7 @@ from node.rooms.creation import RoomRequest
 from node.rooms.service import RoomService
 from node.storage.database import Database
 from node.storage.events import EventStore, TxnKey
+from node.storage.state import StateStore
 from node.sync.notifier import Notifier
 
 OWNER = "@owner:pipe.test"
@@ -48,9 +49,11 @@ def key() -> ServerKey:
     return ServerKey("pipe.test", generate_signing_key("p1"))
 
 
-def new_service(db: Database, key: ServerKey) -> RoomService:
+async def new_service(db: Database, key: ServerKey) -> RoomService:
     """A room service with empty memory, as after a restart."""
-    return RoomService(db, EventStore(db), key, Notifier())
+    states = StateStore(db)
+    await states.start()
+    return RoomService(db, EventStore(db), key, Notifier(), states)
 
 
 async def hold_writer(db: Database) -> threading.Event:
@@ -97,7 +100,7 @@ def bodies(events: list[Event]) -> list[str]:
 
 
 async def test_sends_queue_on_each_other_and_commit_in_order(db: Database, key: ServerKey) -> None:
-    rooms = new_service(db, key)
+    rooms = await new_service(db, key)
     room_id = await rooms.create_room(RoomRequest(creator=OWNER, room_version=room_version("12")))
     gate = await hold_writer(db)
     sends = [
@@ -119,7 +122,7 @@ async def test_sends_queue_on_each_other_and_commit_in_order(db: Database, key: 
 async def test_a_failed_write_fails_its_send_and_the_ones_queued_on_it_are_rebuilt(
     db: Database, key: ServerKey, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rooms = new_service(db, key)
+    rooms = await new_service(db, key)
     room_id = await rooms.create_room(RoomRequest(creator=OWNER, room_version=room_version("12")))
     real_persist: Callable[..., int] = service_module.persist_event
 
@@ -159,12 +162,12 @@ async def test_a_transaction_id_from_before_a_restart_among_concurrent_sends(
     db: Database, key: ServerKey
 ) -> None:
     txn = TxnKey(OWNER, "DEV", "/_matrix/client/v3/rooms/r/send/m.room.message/T1")
-    before = new_service(db, key)
+    before = await new_service(db, key)
     room_id = await before.create_room(RoomRequest(creator=OWNER, room_version=room_version("12")))
     body = {"msgtype": "m.text", "body": "once"}
     first = await before.send(OWNER, room_id, "m.room.message", body, txn=txn)
 
-    rooms = new_service(db, key)  # "restarted": remembers no transaction IDs
+    rooms = await new_service(db, key)  # "restarted": remembers no transaction IDs
     gate = await hold_writer(db)
     sends = [
         asyncio.ensure_future(
@@ -189,7 +192,7 @@ async def test_a_transaction_id_from_before_a_restart_among_concurrent_sends(
 
 
 async def test_same_transaction_id_twice_at_once_is_one_event(db: Database, key: ServerKey) -> None:
-    rooms = new_service(db, key)
+    rooms = await new_service(db, key)
     room_id = await rooms.create_room(RoomRequest(creator=OWNER, room_version=room_version("12")))
     txn = TxnKey(OWNER, "DEV", "/_matrix/client/v3/rooms/r/send/m.room.message/T2")
     body = {"msgtype": "m.text", "body": "twice"}
@@ -206,7 +209,7 @@ async def test_same_transaction_id_twice_at_once_is_one_event(db: Database, key:
 async def test_redacting_an_event_still_being_written(db: Database, key: ServerKey) -> None:
     """The redaction's target is found among the queued events, and the permission
     check applies to it (it is not treated as unknown)."""
-    rooms = new_service(db, key)
+    rooms = await new_service(db, key)
     room_id = await rooms.create_room(RoomRequest(creator=OWNER, room_version=room_version("12")))
     gate = await hold_writer(db)
     target = asyncio.ensure_future(
