@@ -23,7 +23,7 @@ from node import errors
 from node.accounts import AccountService
 from node.appkeys import NODE
 from node.config import Config, ListenAddress
-from node.datadir import SIGNING_KEY_FILE, remove_run_file, write_run_file
+from node.datadir import OLD_KEYS_FILE, SIGNING_KEY_FILE, remove_run_file, write_run_file
 from node.directory.service import DirectoryService
 from node.directory.store import DirectoryStore
 from node.e2ee.service import E2EEService
@@ -32,7 +32,18 @@ from node.ephemeral.receipt_store import ReceiptStore
 from node.ephemeral.receipts import ReceiptService
 from node.ephemeral.sync import EphemeralSyncExtension
 from node.ephemeral.typing import TypingService
-from node.federation.keys import ServerKey, load_signing_key_file
+from node.federation.backfill import Backfiller
+from node.federation.client import FederationClient
+from node.federation.common import LazyResolver
+from node.federation.edus import EduHandler
+from node.federation.joins import RemoteMembership
+from node.federation.keyring import KeyRing
+from node.federation.keys import ServerKey, load_server_key
+from node.federation.outbound_edus import OutboundEdus
+from node.federation.pdus import PduReceiver
+from node.federation.queries import RemoteQueries
+from node.federation.remote_e2ee import RemoteE2EE
+from node.federation.sender import FederationSender
 from node.media.service import MediaService
 from node.push.service import PushService
 from node.push.store import PushStore
@@ -75,6 +86,7 @@ class Node:
     server_key: ServerKey
     accounts: AccountService
     events: EventStore
+    states: StateStore
     rooms: RoomService
     notifier: Notifier
     sync: SyncService
@@ -91,14 +103,25 @@ class Node:
     context: ContextService
     search: SearchService
     directory: DirectoryService
+    federation_client: FederationClient
+    keyring: KeyRing
     started_at: float = field(default_factory=time.time)
+    # Set once the node is assembled (they take the node itself).
+    pdu_receiver: PduReceiver = field(init=False)
+    backfiller: Backfiller = field(init=False)  # history for /messages
+    federation_sender: FederationSender = field(init=False)
+    remote_rooms: RemoteMembership = field(init=False)
+    edu_handler: EduHandler = field(init=False)  # inbound EDUs (PUT /send)
+    remote_e2ee: RemoteE2EE = field(init=False)
+    outbound_edus: OutboundEdus = field(init=False)
 
     @classmethod
     async def start(cls, config: Config) -> Node:
-        signing_key = load_signing_key_file(config.path(SIGNING_KEY_FILE))
+        server_key = load_server_key(
+            config.server_name, config.path(SIGNING_KEY_FILE), config.path(OLD_KEYS_FILE)
+        )
         db = await Database.open(config.database_path, cache_kib=config.storage.sqlite_cache_kib)
         try:
-            server_key = ServerKey(config.server_name, signing_key)
             accounts = AccountService(AccountStore(db), config.server_name)
             events = EventStore(db)
             notifier = Notifier()
@@ -143,12 +166,22 @@ class Node:
             context = ContextService(db, events)
             search = SearchService(SearchStore(db), events, context, relations.bundle)
             directory = DirectoryService(DirectoryStore(db), events, rooms, config.server_name)
-            return cls(
+
+            resolver = LazyResolver(config.federation.nameservers)
+            federation_client = FederationClient(
+                server_key, resolver, config.federation, data_dir=config.data_dir
+            )
+            resolver.ssl_context_for = federation_client.well_known_context
+            keyring = KeyRing(
+                db, server_key, federation_client, config.federation.trusted_key_servers
+            )
+            node = cls(
                 config=config,
                 db=db,
                 server_key=server_key,
                 accounts=accounts,
                 events=events,
+                states=states,
                 rooms=rooms,
                 notifier=notifier,
                 sync=sync,
@@ -165,7 +198,24 @@ class Node:
                 context=context,
                 search=search,
                 directory=directory,
+                federation_client=federation_client,
+                keyring=keyring,
             )
+            node.federation_sender = FederationSender(
+                db,
+                federation_client,
+                config.server_name,
+                max_in_flight=config.federation.max_concurrency,
+            )
+            await node.federation_sender.start()
+            node.federation_sender.greet(await _peers(db, events))
+            rooms.sender = node.federation_sender
+            node.pdu_receiver = PduReceiver(node)
+            node.backfiller = Backfiller(node)
+            node.remote_rooms = RemoteMembership(node)
+            rooms.remote = node.remote_rooms
+            await _attach_edus(node)
+            return node
         except BaseException:
             # A half-started node must not leave the writer thread running: the
             # process could not exit after reporting the error.
@@ -173,10 +223,57 @@ class Node:
             raise
 
     async def stop(self) -> None:
+        await self.outbound_edus.close()
+        await self.remote_e2ee.close()
+        if hasattr(self, "federation_sender"):
+            await self.federation_sender.close()
         self.typing.close()
         self.presence.close()
         await self.push.close()
+        await self.keyring.close()
+        await self.federation_client.close()
+        resolver_close = getattr(self.federation_client.resolver, "close", None)
+        if resolver_close is not None:
+            await resolver_close()
         await self.db.close()
+
+
+async def _peers(db: Database, events: EventStore) -> set[str]:
+    """Every server sharing a room with a user of this server."""
+    servers: set[str] = set()
+    for (user_id,) in await db.fetchall("SELECT user_id FROM accounts"):
+        servers |= await events.get_servers_sharing_rooms(user_id)
+    return servers
+
+
+async def _attach_edus(node: Node) -> None:
+    """EDUs, federation queries and E2EE across servers (node/federation/edus.py,
+    queries.py, remote_e2ee.py, outbound_edus.py), hooked into the local services."""
+    remote_e2ee = RemoteE2EE(
+        node.db, node.notifier, node.federation_client, node.config.server_name
+    )
+    remote_queries = RemoteQueries(node.federation_client)
+    node.e2ee.keys.remote = remote_e2ee
+    node.profiles.remote = remote_queries
+    node.directory.remote = remote_queries
+    outbound = OutboundEdus(
+        node.db,
+        node.events,
+        node.e2ee,
+        node.presence,
+        node.notifier,
+        node.config.server_name,
+        getattr(node, "federation_sender", None),
+    )
+    node.typing.on_change.append(outbound.on_typing)
+    node.receipts.on_receipt.append(outbound.on_receipt)
+    node.presence.on_change.append(outbound.on_presence)
+    node.e2ee.to_device.on_outbox.append(outbound.flush_to_device)
+    node.remote_e2ee, node.outbound_edus = remote_e2ee, outbound
+    node.edu_handler = EduHandler(
+        node.db, node.events, node.typing, node.receipts, node.presence, remote_e2ee
+    )
+    await outbound.start()
 
 
 # -- the client application ----------------------------------------------------------------
@@ -223,8 +320,19 @@ def create_client_app(node: Node) -> web.Application:
 
 def create_federation_app(node: Node) -> web.Application:
     from node.federation import server
+    from node.federation.auth import x_matrix_middleware
 
-    app = web.Application(middlewares=[errors.error_middleware], client_max_size=8 * 1024**2)
+    app = web.Application(
+        middlewares=[
+            errors.error_middleware,
+            x_matrix_middleware(
+                node.keyring,
+                node.config.server_name,
+                on_origin=node.federation_sender.peer_is_back,
+            ),
+        ],
+        client_max_size=8 * 1024**2,
+    )
     app[NODE] = node
     server.add_routes(app)
     return app

@@ -104,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_dir_arg(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    keys_help = "the server's signing keys (rotate)"
+    keys = sub.add_parser("keys", help=keys_help, description=f"croft keys: {keys_help}.")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    rotate_help = "make a new signing key current and retire the old one"
+    rotate = keys_sub.add_parser(
+        "rotate",
+        help=rotate_help,
+        description=f"croft keys rotate: {rotate_help}. The node must be stopped; it "
+        "signs with the new key once started again (`croft run`). The retired key's public "
+        "half stays published under old_verify_keys (file DIR/old_verify_keys), so other "
+        "servers still verify the events it signed.",
+    )
+    _data_dir_arg(rotate)
     return parser
 
 
@@ -287,6 +301,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if running else EXIT_NOT_RUNNING
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from node.datadir import OLD_KEYS_FILE, SIGNING_KEY_FILE, is_initialised, lock_data_dir
+    from node.events.signing import verify_key_id
+    from node.federation.keys import rotate_signing_key
+
+    data_dir = _data_dir(args)
+    if not is_initialised(data_dir):
+        raise CliError(f"{data_dir} is not initialised (see `croft init --help`)")
+    lock = lock_data_dir(data_dir)  # refuses while `croft run` uses the directory
+    try:
+        new, retired = rotate_signing_key(data_dir / SIGNING_KEY_FILE, data_dir / OLD_KEYS_FILE)
+    finally:
+        if lock is not None:
+            os.close(lock)
+    print(f"New signing key {verify_key_id(new)}; {retired.key_id} retired.")
+    print("Start the node (`croft run`) to use it.")
+    return 0
+
+
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
@@ -331,7 +364,7 @@ def _setup_logging(level: str) -> None:
     )
 
 
-COMMANDS = {"init": cmd_init, "run": cmd_run, "status": cmd_status}
+COMMANDS = {"init": cmd_init, "run": cmd_run, "status": cmd_status, "keys": cmd_keys}
 
 
 if __name__ == "__main__":

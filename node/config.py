@@ -411,6 +411,12 @@ profile = "{profile}"
 # tls_certificate = "tls.crt"     # relative paths are inside the data directory
 # tls_private_key = "tls.key"
 # max_concurrency = 16            # outbound federation requests at once
+# verify_certificates = true      # check TLS certificates of servers found by DNS name
+#                                 # (IP literals and .local names are never checked)
+# ca_file = ""                    # extra CA certificates (PEM) for outbound federation
+# nameservers = []                # DNS servers ("IP" or "IP:PORT") for SRV look-ups;
+#                                 # empty: the system's
+# trusted_key_servers = []        # notaries asked for keys of unreachable servers
 
 [storage]
 # database = "croft.db"

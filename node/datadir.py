@@ -4,6 +4,8 @@ Layout::
 
     config.toml      documented configuration (see node/config.py)
     signing.key      ed25519 server signing key, mode 0600
+    old_verify_keys  public halves of retired signing keys (`croft keys rotate`),
+                     published as old_verify_keys; absent until the first rotation
     tls.crt/tls.key  self-signed federation certificate (key 0600)
     croft.db         SQLite database (+ -wal, -shm)
     tui.token        access token of the local TUI's device, mode 0600
@@ -33,6 +35,7 @@ from node.config import (
 from node.ids import InvalidId, ServerName, UserID
 
 SIGNING_KEY_FILE = "signing.key"
+OLD_KEYS_FILE = "old_verify_keys"
 TUI_TOKEN_FILE = "tui.token"
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ import pytest
 from node.app import RunningNode, serve
 from node.config import Config, load_config
 from node.datadir import init_data_dir
+from node.federation.common import Destination, Unreachable
+from node.ids import ServerName
 
 OWNER = "alice"
 PASSWORD = "correct horse battery staple"
@@ -39,9 +42,22 @@ def config(data_dir: Path) -> Config:
     return load_config(data_dir, environ={})
 
 
+class LoopbackOnlyResolver:
+    """Federation from test nodes reaches loopback only (shared/LAB.md): a server named
+    by a loopback IP literal resolves to itself; any other name (``elsewhere.example``
+    in tests about remote users) is unreachable, without a DNS look-up."""
+
+    async def resolve(self, server_name: str) -> Destination:
+        name = ServerName.parse(server_name)
+        if not name.is_ip_literal or not ipaddress.ip_address(name.host).is_loopback:
+            raise Unreachable(f"{server_name}: tests reach loopback servers only")
+        return Destination(server_name, name.host, name.port or 8448, None, server_name)
+
+
 @pytest.fixture
 async def node(config: Config) -> AsyncIterator[RunningNode]:
     running = await serve(config)
+    running.node.federation_client.resolver = LoopbackOnlyResolver()
     try:
         yield running
     finally:
@@ -65,6 +81,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     ctx.verify_mode = ssl.CERT_NONE  # the node's certificate is self-signed
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx)) as session:
         yield session
+
+
+@pytest.fixture(autouse=True)
+def _loopback_federation_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every node a test starts in this process (through ``serve`` or ``Node.start``)
+    resolves server names with :class:`LoopbackOnlyResolver`: no test can make a DNS
+    look-up or reach a made-up server such as ``remote.example``. Tests of the real
+    resolver build it themselves, against their own DNS server."""
+    from node.federation.common import LazyResolver
+
+    monkeypatch.setattr(LazyResolver, "_resolver", lambda self: LoopbackOnlyResolver())
 
 
 @pytest.fixture(autouse=True)

@@ -106,12 +106,10 @@ async def key_changes(request: web.Request, requester: Requester) -> web.Respons
     """GET /_matrix/client/v3/keys/changes"""
     since = _token_param(request, "from")
     upto = _token_param(request, "to")
-    changed = await request.app[NODE].e2ee.keys.changed_users(
-        requester.user_id, since.get("device_lists"), upto.get("device_lists")
+    changed, left = await request.app[NODE].e2ee.keys.device_list_delta(
+        requester.user_id, since, upto
     )
-    # No user can leave a room shared with the owner without federation: `left` waits
-    # for remote users.
-    return json_response({"changed": changed, "left": []})
+    return json_response({"changed": changed, "left": left})
 
 
 # -- cross-signing ------------------------------------------------------------------------

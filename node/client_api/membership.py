@@ -41,30 +41,52 @@ async def _profile_content(request: web.Request, user_id: str) -> dict[str, Any]
     return await request.app[NODE].profiles.member_fields(user_id)
 
 
-async def _resolve_room(request: web.Request, room_id_or_alias: str) -> str:
+async def _resolve_room(request: web.Request, room_id_or_alias: str) -> tuple[str, list[str]]:
+    """The room ID, and servers known to be in it (an alias's answer)."""
     if room_id_or_alias.startswith("#"):
         try:
-            RoomAlias.parse(room_id_or_alias)
+            alias = RoomAlias.parse(room_id_or_alias)
         except InvalidId as e:
             raise invalid_param(f"Invalid room alias: {e}") from None
-        directory = getattr(request.app[NODE], "directory", None)
-        room_id = await directory.resolve_alias(room_id_or_alias) if directory else None
+        node = request.app[NODE]
+        if str(alias.server_name) != node.config.server_name:
+            resolve_remote = getattr(node.directory, "resolve_remote_alias", None)
+            if resolve_remote is not None:
+                found = await resolve_remote(room_id_or_alias)
+                if found is not None:
+                    remote_id, servers = found
+                    return str(remote_id), list(servers)
+            raise not_found(f"Room alias {room_id_or_alias} not found")
+        room_id = await node.directory.resolve_alias(room_id_or_alias)
         if room_id is None:
             raise not_found(f"Room alias {room_id_or_alias} not found")
-        return str(room_id)
+        return str(room_id), []
     try:
         RoomID.parse(room_id_or_alias)
     except InvalidId as e:
         raise invalid_param(f"Invalid room ID or alias: {e}") from None
-    return room_id_or_alias
+    return room_id_or_alias, []
 
 
-async def _join(request: web.Request, requester: Requester, room_id: str) -> web.Response:
+def _via(request: web.Request) -> list[str]:
+    """Servers to join or knock through: ``via`` (v1.12+) and ``server_name`` (older)."""
+    return [*request.query.getall("via", []), *request.query.getall("server_name", [])]
+
+
+async def _join(
+    request: web.Request, requester: Requester, room_id: str, servers: list[str]
+) -> web.Response:
     body = await json_object(request, allow_empty=True)
     reason = string_field(body, "reason", required=False)
     content = await _profile_content(request, requester.user_id)
     await request.app[NODE].rooms.set_membership(
-        requester.user_id, room_id, requester.user_id, "join", reason=reason, content=content
+        requester.user_id,
+        room_id,
+        requester.user_id,
+        "join",
+        reason=reason,
+        content=content,
+        servers=servers,
     )
     return json_response({"room_id": room_id})
 
@@ -73,22 +95,22 @@ async def _join(request: web.Request, requester: Requester, room_id: str) -> web
 @authenticated
 async def join_room_id(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/rooms/{roomId}/join"""
-    return await _join(request, requester, room_id_param(request))
+    return await _join(request, requester, room_id_param(request), [])
 
 
 @routes.post(V3 + "/join/{room_id_or_alias}")
 @authenticated
 async def join(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
-    room_id = await _resolve_room(request, request.match_info["room_id_or_alias"])
-    return await _join(request, requester, room_id)
+    room_id, servers = await _resolve_room(request, request.match_info["room_id_or_alias"])
+    return await _join(request, requester, room_id, [*_via(request), *servers])
 
 
 @routes.post(V3 + "/knock/{room_id_or_alias}")
 @authenticated
 async def knock(request: web.Request, requester: Requester) -> web.Response:
     """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
-    room_id = await _resolve_room(request, request.match_info["room_id_or_alias"])
+    room_id, servers = await _resolve_room(request, request.match_info["room_id_or_alias"])
     body = await json_object(request, allow_empty=True)
     await request.app[NODE].rooms.set_membership(
         requester.user_id,
@@ -97,6 +119,7 @@ async def knock(request: web.Request, requester: Requester) -> web.Response:
         "knock",
         reason=string_field(body, "reason", required=False),
         content=await _profile_content(request, requester.user_id),
+        servers=[*_via(request), *servers],
     )
     return json_response({"room_id": room_id})
 
@@ -205,13 +228,7 @@ async def invite(request: web.Request, requester: Requester) -> web.Response:
     body = await json_object(request)
     if "user_id" not in body and "medium" in body:
         raise MatrixError(400, "M_UNRECOGNIZED", "Third-party invites are not supported")
-    target = _user_param(body)
-    if str(UserID.parse(target).server_name) != request.app[NODE].config.server_name:
-        raise MatrixError(
-            400,
-            "M_UNKNOWN",
-            "Inviting users on other servers needs federation, which this node does not offer yet",
-        )
+    _user_param(body)
     return await _change_member(request, requester, "invite")
 
 

@@ -2,10 +2,10 @@
 room-event positions.
 
 A position token is what /messages understands (node/client_api/sync.py): ``p<N>``
-is the position just after the event with stream ordering N, and a /sync
-``next_batch`` (``s...``) is read at its events position. Spec: relations.yaml
-("Can be a next_batch or prev_batch token from a previous call, or a returned start
-token from /messages, or a next_batch token from /sync").
+is the position just after the event with stream ordering N (negative for backfilled
+history), and a /sync ``next_batch`` (``s...``) is read at its events position. Spec:
+relations.yaml ("Can be a next_batch or prev_batch token from a previous call, or a
+returned start token from /messages, or a next_batch token from /sync").
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from node.errors import invalid_param
 from node.sync.tokens import InvalidToken, StreamToken
 
 MAX_POSITION = 2**62
+MIN_POSITION = -MAX_POSITION
 
 
 def int_param(
@@ -53,15 +54,21 @@ def dir_param(request: web.Request, default: str = "b") -> str:
 
 
 def parse_position(token: str) -> int:
-    """The events position of a ``p<N>`` or ``s...`` token (M_INVALID_PARAM otherwise)."""
+    """The events position of a ``p<N>`` or ``s...`` token (M_INVALID_PARAM otherwise).
+    ``N`` may be negative: backfilled history is stored below 0
+    (node/federation/backfill.py)."""
+    position: int | None = None
     try:
-        if token.startswith("p") and token[1:].isdigit():
-            position = int(token[1:])
+        if token.startswith("p"):
+            digits = token[2:] if token.startswith("p-") else token[1:]
+            if digits.isascii() and digits.isdigit():
+                position = int(token[1:])
         else:
             position = StreamToken.parse(token).get("events")
     except InvalidToken:
-        position = -1
-    if not 0 <= position <= MAX_POSITION:  # beyond SQLite's integers: not ours either
+        pass
+    # Beyond SQLite's integers: not ours either.
+    if position is None or not MIN_POSITION <= position <= MAX_POSITION:
         raise invalid_param(f"Invalid pagination token {token[:40]!r}")
     return position
 

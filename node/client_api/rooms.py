@@ -14,6 +14,7 @@ event"). A user who left reads the state as it was when they left (rooms.yaml).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,6 +35,8 @@ from node.rooms.visibility import Access, RoomHistory
 from node.storage.events import StoredEvent, TxnKey
 from node.storage.visibility import VisibilityStore
 from node.sync.service import add_transaction_ids
+
+log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 V3 = "/_matrix/client/v3"
@@ -83,12 +86,11 @@ def parse_create_room(body: dict[str, Any], creator: str) -> RoomRequest:
     invite = body.get("invite") or []
     if not isinstance(invite, list) or not all(isinstance(u, str) for u in invite):
         raise bad_json("'invite' must be a list of user IDs")
-    if invite:
-        raise MatrixError(
-            400,
-            "M_UNKNOWN",
-            "Inviting users on other servers needs federation, which this node does not offer yet",
-        )
+    for user_id in invite:
+        try:
+            UserID.parse(user_id)
+        except InvalidId as e:
+            raise invalid_param(f"Invalid user ID in 'invite': {e}") from None
     initial_state = []
     raw_state = body.get("initial_state") or []
     if not isinstance(raw_state, list):
@@ -130,9 +132,21 @@ async def create_room(request: web.Request, requester: Requester) -> web.Respons
     profile = await request.app[NODE].profiles.member_fields(requester.user_id)
     req = dataclasses.replace(req, creator_profile=profile)
     # The directory stores the alias and the directory entry with the room.
-    room_id = await request.app[NODE].directory.create_room(
-        req, publish=body.get("visibility") == "public"
-    )
+    node = request.app[NODE]
+    room_id = await node.directory.create_room(req, publish=body.get("visibility") == "public")
+    # Users on other servers: an invite each, countersigned by their server. A server
+    # that cannot be reached does not undo the room; the invite can be sent again.
+    ours = ":" + node.config.server_name
+    for invitee in dict.fromkeys(req.invite):
+        if invitee.endswith(ours):
+            continue
+        content = {"is_direct": True} if req.is_direct else None
+        try:
+            await node.rooms.set_membership(
+                requester.user_id, room_id, invitee, "invite", content=content
+            )
+        except MatrixError as e:
+            log.warning("createRoom %s: could not invite %s: %s", room_id, invitee, e)
     return json_response({"room_id": room_id})
 
 

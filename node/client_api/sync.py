@@ -6,20 +6,25 @@ rooms.yaml (GET /rooms/{roomId}/members, /joined_members).
 /messages and /members follow the room's history visibility (node/rooms/visibility.py):
 /messages leaves out the events the user may not see and skips the stretches of
 history that hold none, so a page may be shorter than ``limit``; ``end`` still moves
-on, and is left out once nothing more is visible. /members of a user who left is the
-membership when they left; /joined_members needs the user to be in the room.
+on, and is left out once nothing more is visible. Going backwards past the oldest
+event stored here, /messages fetches older history from the servers in the room
+(node/federation/backfill.py; spec server-server-api.md "Backfilling and retrieving
+missing events"). /members of a user who left is the membership when they left;
+/joined_members needs the user to be in the room.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from node.accounts import Requester
 from node.appkeys import NODE
-from node.client_api.paging import parse_position
+from node.client_api.paging import MIN_POSITION, parse_position
 from node.client_api.request import authenticated
 from node.client_api.rooms import (
     joined_state,
@@ -30,15 +35,24 @@ from node.client_api.rooms import (
 from node.errors import MatrixError, invalid_param, json_response
 from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER
-from node.rooms.visibility import RoomHistory
+from node.rooms.visibility import RoomHistory, allowed
 from node.storage.events import EventStore, StoredEvent
+from node.storage.visibility import HISTORY_START, VisibilityStore
 from node.sync.filters import EventFilter, InvalidFilter, SyncFilter
 from node.sync.service import add_transaction_ids, pagination_token
 from node.sync.tokens import InvalidToken, StreamToken
 
+if TYPE_CHECKING:
+    from node.app import Node
+
 routes = web.RouteTableDef()
 V3 = "/_matrix/client/v3"
 MAX_MESSAGES_LIMIT = 1000
+# Backfill requests one /messages page may make, the events each asks for at most, and
+# the seconds after which the page starts no other.
+BACKFILL_ROUNDS = 3
+BACKFILL_LIMIT = 100
+BACKFILL_SECONDS = 30.0
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -106,6 +120,19 @@ async def sync(request: web.Request, requester: Requester) -> web.Response:
     return json_response(response)
 
 
+@dataclass
+class Page:
+    """What :func:`read_page` read: ``events``; ``end``, the position to continue from
+    (None when nothing more can be visible); ``cursor``, where the reading stopped;
+    ``exhausted``, backwards with no ``to``: it went past the oldest event stored
+    here (older history may still be fetched from other servers)."""
+
+    events: list[StoredEvent]
+    end: int | None
+    cursor: int
+    exhausted: bool = False
+
+
 async def read_page(
     events: EventStore,
     history: RoomHistory,
@@ -116,13 +143,12 @@ async def read_page(
     start: int,
     to_pos: int | None,
     limit: int,
-) -> tuple[list[StoredEvent], int | None]:
+) -> Page:
     """Up to ``limit`` events of the room that the user may see and that pass the
     filter, from ``start`` (backwards: events at or before it, newest first; forwards:
-    events after it, oldest first), none beyond ``to_pos``. Returns them and the
-    position to continue from, None when nothing more can be visible."""
+    events after it, oldest first), none beyond ``to_pos``."""
     if limit <= 0:
-        return [], None
+        return Page([], None, start)
     chunk: list[StoredEvent] = []
     cursor = start
     page_size = limit * 2 + 10
@@ -130,10 +156,10 @@ async def read_page(
         # Over the stretches of history the user may see nothing of.
         jump = history.backward_from(cursor) if backwards else history.forward_after(cursor)
         if jump is None:
-            return chunk, None
+            return Page(chunk, None, cursor)
         cursor = jump
         if to_pos is not None and (cursor <= to_pos if backwards else cursor >= to_pos):
-            return chunk, None
+            return Page(chunk, None, cursor)
         page = await events.get_room_events(
             room_id,
             after=to_pos if backwards else cursor,
@@ -146,9 +172,55 @@ async def read_page(
             if room_filter.allows(s.event.raw) and history.visible(s.event, s.stream_ordering):
                 chunk.append(s)
                 if len(chunk) == limit:
-                    return chunk, cursor
+                    return Page(chunk, cursor, cursor)
         if len(page) < page_size:
-            return chunk, None  # the start (or end) of the room's history was reached
+            # The start (or end) of the room's history stored here was reached.
+            older = backwards and to_pos is None and _visible_before(history, cursor)
+            return Page(chunk, None, cursor, older)
+
+
+def _visible_before(history: RoomHistory, cursor: int) -> bool:
+    """Whether an event older than the stored history, which is all above ``cursor``,
+    could be visible to the user (node/storage/visibility.py HISTORY_START)."""
+    state = history.state_at(max(cursor, HISTORY_START + 1))
+    return allowed(state.history_visibility, state.membership, state.joined_later)
+
+
+async def read_page_backfilling(
+    node: Node, user_id: str, room_id: str, room_filter: EventFilter, page: Page, limit: int
+) -> tuple[list[StoredEvent], int | None]:
+    """Complete a backwards page that went past the oldest event stored here with
+    history fetched from other servers (node/federation/backfill.py): at most
+    :data:`BACKFILL_ROUNDS` backfills, each for what the page still needs. A server
+    that cannot be reached ends the page with what is stored. Returns the events and
+    the position to continue from."""
+    chunk = list(page.events)
+    added = 0
+    give_up = time.monotonic() + BACKFILL_SECONDS
+    for _ in range(BACKFILL_ROUNDS):
+        if time.monotonic() > give_up:
+            break
+        added = await node.backfiller.backfill(room_id, min(limit - len(chunk), BACKFILL_LIMIT))
+        if not added:
+            break
+        # The fetched events may change what the user may see (history_visibility).
+        history = await VisibilityStore(node.db).history(room_id, user_id)
+        page = await read_page(
+            node.events,
+            history,
+            room_id,
+            room_filter,
+            backwards=True,
+            start=page.cursor,
+            to_pos=None,
+            limit=limit - len(chunk),
+        )
+        chunk += page.events
+        if not page.exhausted:
+            return chunk, page.end
+    if (chunk or added) and await node.backfiller.backward_extremities(room_id, 1):
+        return chunk, page.cursor  # more history may come: let the client ask again
+    return chunk, None
 
 
 @routes.get(V3 + "/rooms/{room_id}/messages")
@@ -165,11 +237,11 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
     room_filter = await room_event_filter_param(request, requester.user_id)
     start_tok = request.query.get("from")
     if start_tok is None:
-        start = node.notifier.current_token().get("events") if direction == "b" else 0
+        start = node.notifier.current_token().get("events") if direction == "b" else MIN_POSITION
     else:
         start = parse_position(start_tok)
     to_pos = parse_position(request.query["to"]) if "to" in request.query else None
-    chunk, end = await read_page(
+    page = await read_page(
         node.events,
         history,
         room_id,
@@ -179,6 +251,11 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
         to_pos=to_pos,
         limit=limit,
     )
+    chunk, end = page.events, page.end
+    if page.exhausted and len(chunk) < limit:
+        chunk, end = await read_page_backfilling(
+            node, requester.user_id, room_id, room_filter, page, limit
+        )
     served = [(s.event, to_client_event(s.event)) for s in chunk]
     own = [(e.event_id, out["unsigned"]) for e, out in served if e.sender == requester.user_id]
     await add_transaction_ids(node.events, requester.user_id, requester.device_id, own)

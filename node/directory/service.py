@@ -6,9 +6,10 @@ directory.yaml (PUT/GET/DELETE /directory/room/{roomAlias}, GET
 {roomId}, GET/POST /publicRooms); create_room.yaml (``room_alias_name``,
 ``visibility``); room_state.yaml (M_BAD_ALIAS for m.room.canonical_alias).
 
-This node hosts aliases on its own server name only. Resolving another server's
-alias, or listing another server's directory, needs the federation API, which the
-node does not offer yet: those requests fail with a message that says so.
+This node hosts aliases on its own server name only. Another server's alias, or its
+directory, is asked of that server (``remote``: the federation queries in
+node/federation/queries.py); without it those requests fail with a message that
+says so.
 Croft serves one user, the owner, who administers the server: the owner may
 remove any alias and publish any room the server knows ("Servers may choose to
 implement additional access control checks").
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -152,6 +153,14 @@ class PublicRoomsQuery:
     room_types: tuple[str | None, ...] | None = None
 
 
+class RemoteDirectory(Protocol):
+    """Other servers' aliases and directories (node/federation/queries.py)."""
+
+    async def room_alias(self, alias: str) -> tuple[str, list[str]]: ...
+
+    async def public_rooms(self, server: str, query: PublicRoomsQuery) -> dict[str, Any]: ...
+
+
 class DirectoryService:
     def __init__(
         self, store: DirectoryStore, events: EventStore, rooms: RoomService, server_name: str
@@ -160,6 +169,8 @@ class DirectoryService:
         self.events = events
         self.rooms = rooms
         self.server_name = server_name
+        # Set once federation is assembled (node/app.py).
+        self.remote: RemoteDirectory | None = None
 
     def _local(self, alias: str, action: str) -> RoomAlias:
         parsed = parse_alias(alias)
@@ -184,19 +195,31 @@ class DirectoryService:
 
     async def resolve_alias(self, alias: str) -> str | None:
         """The room ID an alias points to; None when this server hosts no such alias.
+        Another server's alias is asked of it (:meth:`resolve_remote_alias`).
 
-        Raises MatrixError: M_INVALID_PARAM for a malformed alias, 404 M_NOT_FOUND
-        (saying why) for another server's alias, which needs federation."""
+        Raises MatrixError: M_INVALID_PARAM for a malformed alias; for another
+        server's alias 404 M_NOT_FOUND (unknown there, or no federation) or 502."""
         parsed = parse_alias(alias)
         if parsed.domain != self.server_name:
+            return (await self.resolve_remote_alias(alias))[0]
+        return await self.store.get_room_id(alias)
+
+    async def resolve_remote_alias(self, alias: str) -> tuple[str, list[str]]:
+        """Another server's alias: (room ID, servers likely in the room), asked of the
+        alias's server (GET /_matrix/federation/v1/query/directory)."""
+        parsed = parse_alias(alias)
+        if self.remote is None:
             raise not_found(
                 f"Room alias {alias} belongs to {parsed.domain}; resolving another server's"
-                " aliases needs federation, which this node does not offer yet"
+                " aliases needs federation, which is not available"
             )
-        return await self.store.get_room_id(alias)
+        return await self.remote.room_alias(str(parsed))
 
     async def lookup(self, alias: str) -> dict[str, Any]:
         """GET /directory/room/{roomAlias}: the room ID and servers that know it."""
+        if parse_alias(alias).domain != self.server_name:
+            remote_room, remote_servers = await self.resolve_remote_alias(alias)
+            return {"room_id": remote_room, "servers": remote_servers}
         room_id = await self.resolve_alias(alias)
         if room_id is None:
             raise not_found(f"Room alias {alias} not found")
@@ -326,12 +349,14 @@ class DirectoryService:
         """GET/POST /publicRooms for this server: largest rooms first, then by room
         ID; ``since`` tokens are offsets (``o<n>``)."""
         if server is not None and server != self.server_name:
-            raise MatrixError(
-                400,
-                "M_UNKNOWN",
-                f"Listing the room directory of {server} needs federation,"
-                " which this node does not offer yet",
-            )
+            if self.remote is None:
+                raise MatrixError(
+                    400,
+                    "M_UNKNOWN",
+                    f"Listing the room directory of {server} needs federation,"
+                    " which is not available",
+                )
+            return await self.remote.public_rooms(server, query)
         offset = 0
         if query.since is not None:
             if not (query.since.startswith("o") and query.since[1:].isdigit()):

@@ -4,17 +4,23 @@ Spec: end_to_end_encryption.md "Key Distribution", "One-time and fallback keys",
 "Uploading keys", "Tracking the device list for a user", "Key and signature
 security" (which signatures a user may see); api/client-server/keys.yaml.
 
-Only local users are served. Keys of users on other servers need federation
-(``/_matrix/federation/v1/user/keys/query`` and ``.../claim``), which this node does
-not offer yet: those users are reported in ``failures`` under their server name,
-never answered as if they had no devices.
+Keys of users on other servers come from ``remote`` (node/federation/remote_e2ee.py:
+``/_matrix/federation/v1/user/keys/query`` and ``.../claim``, or the cached device
+lists of users sharing a room); without it, or when their server cannot be reached,
+those users are reported in ``failures`` under their server name, never answered as
+if they had no devices.
+
+``device_list_delta`` is what /sync and /keys/changes report in ``device_lists``:
+``changed`` (users whose keys changed, or who newly share a room with the user) and
+``left`` (users who no longer share any room with the user).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -25,13 +31,26 @@ from node.ids import UserID
 from node.storage.database import Database
 from node.storage.events import EventStore
 from node.sync.notifier import Notifier
+from node.sync.tokens import StreamToken
 
 DEVICE_LISTS = "device_lists"
 
 NO_FEDERATION = {
     "status": 503,
-    "message": "Keys of users on other servers need federation, which this node does not offer yet",
+    "message": "Keys of users on other servers need federation, which is not available",
 }
+
+
+class RemoteKeys(Protocol):
+    """Keys of users on other servers (node/federation/remote_e2ee.py)."""
+
+    async def query_keys(self, wanted: Mapping[str, list[str]]) -> dict[str, Any]:
+        """``device_keys``, ``master_keys``, ``self_signing_keys`` and ``failures``."""
+        ...
+
+    async def claim_keys(self, wanted: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+        """``one_time_keys`` and ``failures``."""
+        ...
 
 
 class KeyService:
@@ -50,6 +69,8 @@ class KeyService:
         self.events = events
         self.notifier = notifier
         self.server_name = server_name
+        # Set once federation is assembled (node/app.py).
+        self.remote: RemoteKeys | None = None
 
     def is_local(self, user_id: str) -> bool:
         return UserID.parse(user_id).domain == self.server_name
@@ -90,7 +111,13 @@ class KeyService:
             "user_signing_keys": {},
         }
         remote = [u for u in wanted if not self.is_local(u)]
-        result["failures"] = self._remote_failures(remote)
+        result["failures"] = {}
+        if remote and self.remote is not None:
+            found = await self.remote.query_keys({u: wanted[u] for u in remote})
+            for name in ("device_keys", "master_keys", "self_signing_keys", "failures"):
+                result[name].update(found.get(name, {}))
+        elif remote:
+            result["failures"] = self._remote_failures(remote)
         for user_id, device_ids in wanted.items():
             if user_id in remote:
                 continue
@@ -131,7 +158,14 @@ class KeyService:
             return await self.store.claim_txn(conn, requests)
 
         claimed = await self.db.write(txn) if requests else {}
-        return {"one_time_keys": claimed, "failures": self._remote_failures(remote)}
+        failures: dict[str, Any] = {}
+        if remote and self.remote is not None:
+            found = await self.remote.claim_keys({u: wanted[u] for u in remote})
+            claimed.update(found.get("one_time_keys", {}))
+            failures = found.get("failures", {})
+        elif remote:
+            failures = self._remote_failures(remote)
+        return {"one_time_keys": claimed, "failures": failures}
 
     # -- GET /keys/changes and /sync device_lists -----------------------------------------
 
@@ -148,6 +182,89 @@ class KeyService:
                 if mine.intersection(theirs):
                     visible.add(other)
         return sorted(visible)
+
+    async def device_list_delta(
+        self, user_id: str, since: StreamToken, upto: StreamToken
+    ) -> tuple[list[str], list[str]]:
+        """``device_lists`` for (since, upto]: (changed, left).
+
+        changed: :meth:`changed_users`, plus the users who newly share a room with
+        ``user_id`` (a member joined one of its rooms, or it joined a room). left: the
+        users who left a room shared with ``user_id`` (or whose room it left) and now
+        share none with it (spec: end_to_end_encryption.md "Tracking the device list
+        for a user")."""
+        changed = set(
+            await self.changed_users(user_id, since.get(DEVICE_LISTS), upto.get(DEVICE_LISTS))
+        )
+        after, until = since.get("events"), upto.get("events")
+        if until <= after:
+            return sorted(changed), []
+
+        def read(conn: sqlite3.Connection) -> tuple[set[str], set[str], set[str]]:
+            joined: set[str] = set()
+            gone: set[str] = set()
+            rows = conn.execute(
+                "SELECT room_id, state_key, json_extract(json, '$.content.membership')"
+                " FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+                " AND type = 'm.room.member' AND outlier = 0 AND rejected_reason IS NULL"
+                " ORDER BY stream_ordering",
+                (after, until),
+            ).fetchall()
+            mine: dict[str, bool] = {}  # room -> the user is (or was) a member
+            for room_id, member, membership in rows:
+                if room_id not in mine:
+                    mine[room_id] = (
+                        conn.execute(
+                            "SELECT 1 FROM current_state WHERE room_id = ?"
+                            " AND type = 'm.room.member' AND state_key = ?",
+                            (room_id, user_id),
+                        ).fetchone()
+                        is not None
+                    )
+                if not mine[room_id]:
+                    continue
+                if member == user_id:
+                    (joined if membership == "join" else gone).update(
+                        _joined_members(conn, room_id)
+                    )
+                elif membership == "join":
+                    joined.add(member)
+                elif membership in ("leave", "ban"):
+                    gone.add(member)
+            sharing = set()
+            if joined or gone:
+                sharing = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT DISTINCT b.state_key FROM current_state a"
+                        " JOIN events ea ON ea.event_id = a.event_id"
+                        " JOIN current_state b ON b.room_id = a.room_id"
+                        " AND b.type = 'm.room.member'"
+                        " JOIN events eb ON eb.event_id = b.event_id"
+                        " WHERE a.type = 'm.room.member' AND a.state_key = ?"
+                        " AND json_extract(ea.json, '$.content.membership') = 'join'"
+                        " AND json_extract(eb.json, '$.content.membership') = 'join'",
+                        (user_id,),
+                    )
+                }
+            return joined, gone, sharing
+
+        joined, gone, sharing = await self.db.read_sync(read)
+        changed |= (joined & sharing) - {user_id}
+        left = gone - sharing - {user_id}
+        return sorted(changed - left), sorted(left)
+
+
+def _joined_members(conn: sqlite3.Connection, room_id: str) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT c.state_key FROM current_state c JOIN events e ON e.event_id = c.event_id"
+            " WHERE c.room_id = ? AND c.type = 'm.room.member'"
+            " AND json_extract(e.json, '$.content.membership') = 'join'",
+            (room_id,),
+        )
+    ]
 
 
 def _visible(sigs: list[Signature], requester_id: str, owner_id: str) -> dict[str, list[Signature]]:

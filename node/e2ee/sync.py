@@ -13,7 +13,7 @@ was delivered and the next /sync returns the rest at once.
 
 from __future__ import annotations
 
-from node.e2ee.keys import DEVICE_LISTS, KeyService
+from node.e2ee.keys import KeyService
 from node.e2ee.store import DeviceKeyStore
 from node.e2ee.to_device import MAX_PER_SYNC, TO_DEVICE, ToDeviceService
 from node.sync.context import SyncContext
@@ -37,11 +37,9 @@ class E2EESyncExtension:
     async def add_to_sync(self, ctx: SyncContext) -> None:
         await self._to_device(ctx)
         if ctx.since is not None:
-            changed = await self.keys.changed_users(
-                ctx.user_id, ctx.since_position(DEVICE_LISTS), ctx.upto.get(DEVICE_LISTS)
-            )
-            if changed:
-                ctx.section("device_lists").update({"changed": changed, "left": []})
+            changed, left = await self.keys.device_list_delta(ctx.user_id, ctx.since, ctx.upto)
+            if changed or left:
+                ctx.section("device_lists").update({"changed": changed, "left": left})
         counts, fallback = await self.store.key_counts(ctx.user_id, ctx.device_id)
         ctx.response["device_one_time_keys_count"] = counts
         ctx.response["device_unused_fallback_key_types"] = fallback

@@ -8,16 +8,18 @@ api/client-server/to_device.yaml; "Transaction identifiers" for idempotency.
 Tables: to_device_inbox (the ``to_device`` stream), to_device_outbox, to_device_txn_ids.
 Messages for users on other servers are queued in to_device_outbox as the content of
 an ``m.direct_to_device`` EDU per destination (server-server-api "Send-to-device
-messaging"), for the federation sender to deliver once federation exists; the client
-gets the same ``{}`` either way, as the spec has the server send them on.
+messaging"), in the same transaction; the ``on_outbox`` hooks then hand them to the
+federation sender (node/federation/outbound_edus.py). The client gets the same ``{}``
+either way, as the spec has the server send them on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,8 @@ from node.ids import UserID
 from node.storage.accounts import now_ms
 from node.storage.database import Database
 from node.sync.notifier import Notifier
+
+log = logging.getLogger(__name__)
 
 TO_DEVICE = "to_device"
 # Spec: "100 messages is recommended as a reasonable limit".
@@ -48,6 +52,9 @@ class ToDeviceService:
         self.db = db
         self.notifier = notifier
         self.server_name = server_name
+        # Called after a send queued messages for other servers in to_device_outbox
+        # (the federation side sends them: node/federation/outbound_edus.py).
+        self.on_outbox: list[Callable[[], Awaitable[None]]] = []
 
     async def send(
         self,
@@ -58,6 +65,7 @@ class ToDeviceService:
         messages: Messages,
     ) -> None:
         """Queue one message per target device; a repeated transaction does nothing."""
+        remote_queued: list[str] = []
 
         async def txn(conn: aiosqlite.Connection) -> int | None:
             now = now_ms()
@@ -78,14 +86,10 @@ class ToDeviceService:
                 if domain != self.server_name:
                     remote.setdefault(domain, {})[user_id] = dict(by_device)
                     continue
-                for device_id, content in await _targets_txn(conn, user_id, by_device):
-                    event = {"sender": sender, "type": event_type, "content": content}
-                    cur = await conn.execute(
-                        "INSERT INTO to_device_inbox (user_id, device_id, message_json, ts)"
-                        " VALUES (?, ?, ?, ?)",
-                        (user_id, device_id, dump(event), now),
-                    )
-                    position = cur.lastrowid
+                position = (
+                    await self.queue_local_txn(conn, sender, event_type, user_id, by_device, now)
+                    or position
+                )
             for destination, by_user in sorted(remote.items()):
                 edu = {
                     "sender": sender,
@@ -97,11 +101,40 @@ class ToDeviceService:
                     "INSERT INTO to_device_outbox (destination, edu_json, ts) VALUES (?, ?, ?)",
                     (destination, dump(edu), now),
                 )
+            remote_queued[:] = sorted(remote)
             return position
 
         position = await self.db.write(txn)
         if position is not None:
             self.notifier.notify(TO_DEVICE, position)
+        if remote_queued:
+            for hook in self.on_outbox:
+                try:
+                    await hook()
+                except Exception:  # queued: sent when the federation side next looks
+                    log.exception("to-device outbox hook %r failed", hook)
+
+    @staticmethod
+    async def queue_local_txn(
+        conn: aiosqlite.Connection,
+        sender: str,
+        event_type: str,
+        user_id: str,
+        by_device: Mapping[str, dict[str, Any]],
+        now: int,
+    ) -> int | None:
+        """Queue a message for each targeted device of the local user ``user_id``
+        (``*``: all of them); return the last position, None if no device matched."""
+        position = None
+        for device_id, content in await _targets_txn(conn, user_id, by_device):
+            event = {"sender": sender, "type": event_type, "content": content}
+            cur = await conn.execute(
+                "INSERT INTO to_device_inbox (user_id, device_id, message_json, ts)"
+                " VALUES (?, ?, ?, ?)",
+                (user_id, device_id, dump(event), now),
+            )
+            position = cur.lastrowid
+        return position
 
     async def deliver(
         self,

@@ -30,7 +30,7 @@ ignored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -161,6 +161,9 @@ class PresenceService:
         self._states: dict[str, PresenceState] = {}
         self._changed_at: dict[str, int] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Called with the user ID when a local user's presence changed visibly (the
+        # federation side sends it to the servers sharing a room with the user).
+        self.on_change: list[Callable[[str], None]] = []
 
     def state(self, user_id: str) -> PresenceState:
         return self._states.get(user_id, PresenceState())
@@ -181,6 +184,27 @@ class PresenceService:
     def activity(self, user_id: str) -> None:
         if self.enabled and self._is_local(user_id):
             self._update(user_id, on_activity(self.state(user_id), now_ms()))
+
+    def set_remote(
+        self,
+        user_id: str,
+        presence: str,
+        status_msg: str | None,
+        last_active_ago: int,
+        currently_active: bool,
+    ) -> None:
+        """The presence of a user on another server (an m.presence EDU): kept as sent,
+        with no timers (their server sends the next change)."""
+        if not self.enabled or self._is_local(user_id):
+            return
+        now = now_ms()
+        state = PresenceState(
+            presence=presence,
+            status_msg=status_msg,
+            last_active_ts=now - max(0, last_active_ago),
+            currently_active=currently_active and presence == ONLINE,
+        )
+        self._update(user_id, state)
 
     async def on_event(self, event: Event, room_state: Mapping[StateKey, Event]) -> None:
         """RoomService.on_persisted: sending an event is activity."""
@@ -217,6 +241,9 @@ class PresenceService:
             position = self.stream.next_position()
             self._changed_at[user_id] = position
             self.stream.notify(position)
+            if self._is_local(user_id):
+                for hook in self.on_change:
+                    hook(user_id)
 
     def _schedule(self, user_id: str, state: PresenceState) -> None:
         """Arrange for :meth:`_fire` at the state's next deadline. A timer already due

@@ -22,6 +22,7 @@ read_markers.yaml (POST /rooms/{roomId}/read_markers).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -34,6 +35,8 @@ from node.storage.events import EventStore, StoredEvent
 from node.sync.notifier import Notifier
 from node.users.account_data import AccountDataService
 
+log = logging.getLogger(__name__)
+
 STREAM = "receipts"
 READ = "m.read"
 READ_PRIVATE = "m.read.private"
@@ -43,6 +46,9 @@ MAIN_THREAD = "main"
 THREAD_REL = "m.thread"
 # receipts.md "Threaded read receipts": follow at most 3 relations.
 MAX_RELATION_HOPS = 3
+
+# (room, user, receipt type, event ID, thread ID or None, ts): ReceiptService.on_receipt.
+ReceiptHook = Callable[[str, str, str, str, str | None, int], Awaitable[None]]
 
 # The relation (rel_type, parent event ID) of an event, or None.
 RelationLookup = Callable[[str], Awaitable[tuple[str, str] | None]]
@@ -114,6 +120,9 @@ class ReceiptService:
         self.notifier = notifier
         self.push = push
         self.account_data = account_data
+        # Called after a local user's receipt moved: (room, user, receipt type, event,
+        # thread or None, ts). The federation side sends m.read receipts on.
+        self.on_receipt: list[ReceiptHook] = []
 
     async def post_receipt(
         self,
@@ -167,14 +176,35 @@ class ReceiptService:
         event_id: str,
         thread_id: str | None,
     ) -> None:
+        ts = now_ms()
         stream_id = await self.store.put(
-            room_id, user_id, receipt_type, thread_id or UNTHREADED, event_id, now_ms()
+            room_id, user_id, receipt_type, thread_id or UNTHREADED, event_id, ts
         )
         if stream_id is None:
             return  # not after the current receipt
-        if thread_id in (None, MAIN_THREAD) and server_of(user_id) == self.push.server_name:
+        local = server_of(user_id) == self.push.server_name
+        if thread_id in (None, MAIN_THREAD) and local:
             await self.push.mark_read(room_id, user_id, event_id)
         self.notifier.notify(STREAM, stream_id)
+        if local:
+            for hook in self.on_receipt:
+                try:
+                    await hook(room_id, user_id, receipt_type, event_id, thread_id, ts)
+                except Exception:
+                    log.exception("receipt hook %r failed", hook)
+
+    async def remote_receipt(
+        self, room_id: str, user_id: str, event_id: str, thread_id: str | None, ts: int
+    ) -> bool:
+        """An m.read receipt of a user on another server (an m.receipt EDU); False if
+        the event is unknown or not after the user's current receipt."""
+        stream_id = await self.store.put(
+            room_id, user_id, READ, thread_id or UNTHREADED, event_id, ts
+        )
+        if stream_id is None:
+            return False
+        self.notifier.notify(STREAM, stream_id)
+        return True
 
     async def _room_event(self, room_id: str, event_id: str) -> StoredEvent:
         stored = await self.events.get_event(event_id)

@@ -14,7 +14,7 @@ the position against the room, so /sync can send the room's list when it changed
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from node.ephemeral.streams import MemoryStream
 from node.events.pdu import MEMBER, Event, StateKey
@@ -29,6 +29,9 @@ MAX_TIMEOUT_MS = 120_000
 class TypingService:
     def __init__(self, notifier: Notifier) -> None:
         self.stream = MemoryStream(STREAM, notifier)
+        # Called with (room, user, typing) on every set_typing(typing=True) and when a
+        # user stops typing; the federation side sends local users' changes on.
+        self.on_change: list[Callable[[str, str, bool], None]] = []
         # room -> user -> the timer that ends their typing
         self._typing: dict[str, dict[str, asyncio.TimerHandle]] = {}
         # room -> position of the last change to its typers
@@ -49,6 +52,8 @@ class TypingService:
         self._typing.setdefault(room_id, {})[user_id] = handle
         if old is None:
             self._changed(room_id)  # a refresh of someone already typing is no news
+        for hook in self.on_change:
+            hook(room_id, user_id, True)  # other servers time typing out themselves
 
     def _remove(self, room_id: str, user_id: str) -> None:
         users = self._typing.get(room_id)
@@ -57,6 +62,8 @@ class TypingService:
         if not users:
             del self._typing[room_id]
         self._changed(room_id)
+        for hook in self.on_change:
+            hook(room_id, user_id, False)
 
     def _changed(self, room_id: str) -> None:
         position = self.stream.next_position()

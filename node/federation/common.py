@@ -12,10 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from aiohttp import web
+
 # request[ORIGIN]: the server name an inbound request was authenticated as (set by the
 # X-Matrix middleware in node/federation/auth.py; absent on the unauthenticated key
 # and version endpoints).
-ORIGIN = "croft.federation.origin"
+ORIGIN: web.RequestKey[str] = web.RequestKey("croft.federation.origin", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +67,38 @@ class RemoteError(FederationRequestError):
 
 class InvalidResponse(FederationRequestError):
     """The server answered 200 with something that is not what the spec says."""
+
+
+class LazyResolver:
+    """The resolver of node/federation/resolver.py, built on first use: dnspython costs
+    ~4 MiB of resident memory, which a node that never federates (or only with IP
+    literals and LAN peers) need not pay at start."""
+
+    def __init__(self, nameservers: tuple[str, ...] = ()) -> None:
+        self.nameservers = nameservers
+        # For fetching .well-known over HTTPS (the federation client sets it).
+        self.ssl_context_for: Any = None
+        self._inner: Any = None
+
+    def _resolver(self) -> Any:
+        if self._inner is None:
+            from node.federation.resolver import Resolver
+
+            self._inner = Resolver(
+                nameservers=self.nameservers, ssl_context_for=self.ssl_context_for
+            )
+        return self._inner
+
+    async def resolve(self, server_name: str) -> Destination:
+        result: Destination = await self._resolver().resolve(server_name)
+        return result
+
+    def set_override(self, server_name: str, address: str, port: int) -> None:
+        self._resolver().set_override(server_name, address, port)
+
+    def clear_override(self, server_name: str) -> None:
+        self._resolver().clear_override(server_name)
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()

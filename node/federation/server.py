@@ -1,7 +1,7 @@
 """Inbound federation endpoints (the server-server API), served on the TLS listener.
 
-Spec: api/server-server/keys_server.yaml (GET /_matrix/key/v2/server) and
-api/server-server/version.yaml (GET /_matrix/federation/v1/version).
+Spec: api/server-server/version.yaml (GET /_matrix/federation/v1/version). The key
+endpoints (/_matrix/key/v2/*) are in node/federation/key_server.py.
 """
 
 from __future__ import annotations
@@ -9,17 +9,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from node import __version__
-from node.appkeys import NODE
 from node.errors import json_response
 
 routes = web.RouteTableDef()
-
-
-@routes.get("/_matrix/key/v2/server")
-@routes.get("/_matrix/key/v2/server/{key_id}")  # deprecated form: the key ID is ignored
-async def server_keys(request: web.Request) -> web.Response:
-    """GET /_matrix/key/v2/server: this server's signed key document."""
-    return json_response(request.app[NODE].server_key.key_document())
 
 
 @routes.get("/_matrix/federation/v1/version")
@@ -29,4 +21,11 @@ async def version(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    from node.federation import key_server, membership, queries, room_reads, transactions
+
     app.router.add_routes(routes)
+    key_server.add_routes(app)
+    room_reads.add_routes(app)
+    transactions.add_routes(app)
+    membership.add_routes(app)
+    queries.add_routes(app)

@@ -16,7 +16,9 @@ from node.relations.aggregations import REFERENCE, REPLACE, THREAD, ThreadSummar
 from node.storage.database import Database
 
 # The child row (alias e) is a visible timeline event.
-_VISIBLE = "e.rejected_reason IS NULL AND e.outlier = 0 AND e.redacted_by IS NULL"
+_VISIBLE = (
+    "e.rejected_reason IS NULL AND e.soft_failed = 0 AND e.outlier = 0 AND e.redacted_by IS NULL"
+)
 
 
 def _not_ignored(ignored: Collection[str], upto: int | None = None) -> tuple[str, list[Any]]:
@@ -194,7 +196,7 @@ class RelationsStore:
             " JOIN events e ON e.event_id = r.event_id"
             " JOIN events p ON p.event_id = r.relates_to_id"
             " WHERE r.rel_type = ? AND e.room_id = ? AND p.room_id = ?"
-            " AND p.rejected_reason IS NULL AND p.outlier = 0"
+            " AND p.rejected_reason IS NULL AND p.soft_failed = 0 AND p.outlier = 0"
             f" AND {_VISIBLE}{ignore_sql}"
             " GROUP BY r.relates_to_id"
             + (f" HAVING {' AND '.join(having)}" if having else "")
@@ -210,7 +212,8 @@ class RelationsStore:
             "SELECT 1 FROM event_relations r JOIN events e ON e.event_id = r.event_id"
             " WHERE r.relates_to_id = ? AND r.rel_type = 'm.annotation'"
             " AND r.aggregation_key = ? AND e.sender = ? AND e.type = ?"
-            " AND e.rejected_reason IS NULL AND e.redacted_by IS NULL LIMIT 1",
+            " AND e.rejected_reason IS NULL AND e.soft_failed = 0"
+            " AND e.redacted_by IS NULL LIMIT 1",
             (parent_id, key, sender, event_type),
         )
         return row is not None

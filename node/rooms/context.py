@@ -102,7 +102,7 @@ class ContextService:
         rows = await self.db.fetchall(
             "SELECT type, state_key, event_id, MAX(stream_ordering) FROM events"
             " WHERE room_id = ? AND state_key IS NOT NULL AND outlier = 0"
-            " AND rejected_reason IS NULL AND stream_ordering <= ?"
+            " AND rejected_reason IS NULL AND soft_failed = 0 AND stream_ordering <= ?"
             " GROUP BY type, state_key",
             (room_id, position),
         )

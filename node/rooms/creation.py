@@ -116,8 +116,12 @@ def plan_room(req: RoomRequest) -> list[PlannedEvent]:
         plan.append(PlannedEvent("m.room.name", "", {"name": req.name}))
     if req.topic is not None:
         plan.append(PlannedEvent("m.room.topic", "", {"topic": req.topic}))
-    # 8. invites
+    # 8. invites of users on this server (users on other servers are invited after
+    # the room exists: their server countersigns the invite, node/federation/joins.py)
+    ours = ":" + req.creator.split(":", 1)[1]
     for invitee in req.invite:
+        if not invitee.endswith(ours):
+            continue
         content: dict[str, Any] = {"membership": "invite"}
         if req.is_direct:
             content["is_direct"] = True

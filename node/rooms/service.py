@@ -16,9 +16,9 @@ import secrets
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -53,6 +53,35 @@ RECENT_TXNS = 1024
 # How often a send is built again after it was queued on an event that was not stored.
 MAX_REBUILDS = 3
 
+
+class OutboundQueue(Protocol):
+    """What the room service needs of the federation sender (node/federation/sender.py)."""
+
+    def queue_pdu_sync(
+        self, conn: sqlite3.Connection, event_id: str, destinations: Iterable[str]
+    ) -> None: ...
+
+    def wake(self, destinations: Iterable[str]) -> None: ...
+
+
+class RemoteRooms(Protocol):
+    """What the room service needs of node/federation/joins.py."""
+
+    async def join(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str: ...
+
+    async def knock(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str: ...
+
+    async def leave(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str: ...
+
+    async def invite_remote(self, event: Event, state: Mapping[StateKey, Event]) -> Event: ...
+
+
 # Called after an event is durably persisted, with the event and the room state with
 # the event applied (a copy the callback may keep).
 PersistedCallback = Callable[[Event, Mapping[StateKey, Event]], Awaitable[None]]
@@ -70,6 +99,9 @@ class _Send:
     txn: TxnKey | None
     redacts: str | None
     rebuilds: int = 0
+    destinations: frozenset[str] = frozenset()
+    # An invite of a user on another server: their server countersigns it first.
+    countersign: Callable[[Event, Mapping[StateKey, Event]], Awaitable[Event]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +192,38 @@ class RoomService:
         self._txns_inflight: dict[TxnKey, asyncio.Future[str]] = {}
         self._txns_recent: OrderedDict[TxnKey, str] = OrderedDict()
         self._tasks: set[asyncio.Future[None]] = set()
+        # The newest queued write per room (writes commit in queue order).
+        self._last_write: dict[str, asyncio.Future[int]] = {}
+        # Outbound federation (node/federation/sender.py), set when federation runs.
+        self.sender: OutboundQueue | None = None
+        # Membership through other servers (node/federation/joins.py).
+        self.remote: RemoteRooms | None = None
+
+    def lock(self, room_id: str) -> asyncio.Lock:
+        """The room's lock: held while an event is built or received into the room."""
+        return self._lock(room_id)
+
+    async def drain(self, room_id: str) -> None:
+        """Wait until every write queued for the room has settled (call it holding the
+        room lock: then the store holds the room's head)."""
+        last = self._last_write.get(room_id)
+        if last is not None:
+            await asyncio.wait([last])
+            if self._last_write.get(room_id) is last:
+                del self._last_write[room_id]
+
+    async def head(self, room_id: str) -> RoomHead | None:
+        return await self._head(room_id)
+
+    def cached_head(self, room_id: str) -> RoomHead | None:
+        return self._heads.get(room_id)
+
+    def forget_head(self, room_id: str) -> None:
+        """Drop the cached head (the store moved it: an event received from a peer)."""
+        self._heads.pop(room_id, None)
+
+    async def run_on_persisted(self, persisted: list[tuple[Event, dict[StateKey, Event]]]) -> None:
+        await self._run_on_persisted(persisted)
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -235,7 +299,12 @@ class RoomService:
                 if head is None:
                     raise forbidden(f"{req.sender} is not in room {req.room_id}")
                 target = await self._find_event(req.redacts) if req.redacts else None
-                written = self._queue_send(head, req, target)
+                prebuilt = None
+                if req.countersign is not None:
+                    # Held under the lock: the head cannot move while their server signs.
+                    event = self._build_checked(head, req)
+                    prebuilt = await req.countersign(event, head.state)
+                written = self._queue_send(head, req, target, prebuilt)
         if known is not None:
             return await known
         return await written
@@ -250,11 +319,7 @@ class RoomService:
         stored = await self.events.get_event(event_id)
         return stored.event if stored is not None else None
 
-    def _queue_send(
-        self, head: RoomHead, req: _Send, redaction_target: Event | None
-    ) -> Awaitable[str]:
-        """Build, check and queue the write of one event (under the room lock; no
-        awaits, so the head cannot change underneath). Returns what to await."""
+    def _build_checked(self, head: RoomHead, req: _Send) -> Event:
         content, extra = req.content, {}
         if req.redacts is not None:
             if head.room_version.redacts_in_content:
@@ -265,9 +330,24 @@ class RoomService:
             head, req.room_id, req.sender, req.event_type, content, req.state_key, extra
         )
         self._authorise(event, head)
+        return event
+
+    def _queue_send(
+        self,
+        head: RoomHead,
+        req: _Send,
+        redaction_target: Event | None,
+        prebuilt: Event | None = None,
+    ) -> Awaitable[str]:
+        """Build, check and queue the write of one event (under the room lock; no
+        awaits, so the head cannot change underneath). Returns what to await."""
+        event = prebuilt if prebuilt is not None else self._build_checked(head, req)
         target = self._redaction_target(event, head, redaction_target) if req.redacts else None
         txn = req.txn
+        destinations = self._destinations(event, head)
+        req.destinations = frozenset(destinations)
         groups = head.advance(event, self.states)
+        sender = self.sender
 
         def write(conn: sqlite3.Connection) -> int:
             stream = persist_event(
@@ -275,9 +355,12 @@ class RoomService:
             )
             if groups is not None:
                 write_groups(conn, event.room_id, event.event_id, groups)
+            if destinations and sender is not None:
+                sender.queue_pdu_sync(conn, event.event_id, destinations)
             return stream
 
         future = self.db.submit_sync(write)
+        self._last_write[req.room_id] = future
         if target is not None:
             self._redact_in_head(head, target, event)
         state = dict(head.state) if self.on_persisted else None
@@ -329,6 +412,8 @@ class RoomService:
             return
         if txn is not None:
             self._remember_txn(txn, event.event_id)
+        if self.sender is not None:
+            self.sender.wake(req.destinations)
         try:
             if state is not None:
                 await self._run_on_persisted([(event, state)])
@@ -358,6 +443,21 @@ class RoomService:
         else:
             if not done.done():
                 done.set_result(result)
+
+    def _destinations(self, event: Event, head: RoomHead) -> set[str]:
+        """The other servers an event goes to: every server with a joined member (in the
+        state before it), and the server of the user a membership event is about."""
+        if self.sender is None:
+            return set()
+        servers = {
+            key[1].split(":", 1)[1]
+            for key, ev in head.state.items()
+            if key[0] == MEMBER and ev.membership == "join" and ":" in key[1]
+        }
+        if event.type == MEMBER and event.state_key and ":" in event.state_key:
+            servers.add(event.state_key.split(":", 1)[1])
+        servers.discard(self.server_key.server_name)
+        return servers
 
     def _remember_txn(self, txn: TxnKey, event_id: str) -> None:
         self._txns_recent[txn] = event_id
@@ -431,22 +531,93 @@ class RoomService:
         reason: str | None = None,
         content: Mapping[str, Any] | None = None,
         txn: TxnKey | None = None,
+        servers: Sequence[str] = (),
     ) -> str:
         """Send an m.room.member event (join, leave, invite, ban, knock) for ``target``.
-        The auth rules decide whether ``sender`` may; rooms this server has never
-        seen need federation (a later part of Croft)."""
-        if not await self.known_room(room_id):
-            raise MatrixError(
-                404,
-                "M_NOT_FOUND",
-                f"Room {room_id} is not known to this server; joining rooms on other "
-                "servers needs federation, which this node does not offer yet",
-            )
+        The auth rules decide whether ``sender`` may.
+
+        A join, knock or leave of our own user in a room this server is not in goes
+        through a resident server (``servers`` first, then the servers this server
+        knows to be in the room); an invite of a user on another server is
+        countersigned by that server first (node/federation/joins.py)."""
         body: dict[str, Any] = dict(content or {})
         body["membership"] = membership
         if reason is not None:
             body["reason"] = reason
-        return await self.send(sender, room_id, MEMBER, body, state_key=target, txn=txn)
+        head = await self._head(room_id)
+        ours = self.server_key.server_name
+        if sender == target and membership in ("join", "knock", "leave"):
+            if not self._resident(head, sender):
+                if self.remote is None:
+                    raise MatrixError(404, "M_NOT_FOUND", f"Room {room_id} is not known here")
+                via = [*servers, *self._known_servers(room_id, head)]
+                try:
+                    if membership == "join":
+                        return await self.remote.join(sender, room_id, via, body)
+                    if membership == "knock":
+                        return await self.remote.knock(sender, room_id, via, body)
+                    return await self.remote.leave(sender, room_id, via, body)
+                except MatrixError as e:
+                    # No server in the room could be reached (offline, or a LAN
+                    # partition): with the room's state at hand, the event is built
+                    # here and reaches the others when they are back.
+                    if e.status != 502 or head is None or head.create_event is None:
+                        raise
+                    log.info("building the %s of %s here: %s", membership, room_id, e)
+        if head is None or head.create_event is None:
+            raise MatrixError(404, "M_NOT_FOUND", f"Room {room_id} is not known to this server")
+        countersign = None
+        if membership == "invite" and not target.endswith(":" + ours):
+            if self.remote is None:
+                raise MatrixError(400, "M_UNKNOWN", "Federation is off: cannot invite " + target)
+            countersign = self.remote.invite_remote
+        checked = _checked_content(body)
+        return await self._send(
+            _Send(sender, room_id, MEMBER, checked, target, txn, None, countersign=countersign)
+        )
+
+    def _resident(self, head: RoomHead | None, user_id: str) -> bool:
+        """Whether events of ``user_id``'s membership can be built here: we hold the
+        room's state and either the user is joined or no other server is."""
+        if head is None or head.create_event is None:
+            return False
+        own = head.state.get((MEMBER, user_id))
+        if own is not None and own.membership == "join":
+            return True
+        ours = self.server_key.server_name
+        return not any(
+            key[0] == MEMBER and ev.membership == "join" and not key[1].endswith(":" + ours)
+            for key, ev in head.state.items()
+        )
+
+    async def is_resident(self, room_id: str) -> bool:
+        """Whether a user of this server is joined to the room."""
+        head = await self._head(room_id)
+        if head is None or head.create_event is None:
+            return False
+        ours = ":" + self.server_key.server_name
+        return any(
+            key[0] == MEMBER and key[1].endswith(ours) and ev.membership == "join"
+            for key, ev in head.state.items()
+        )
+
+    def _known_servers(self, room_id: str, head: RoomHead | None) -> list[str]:
+        """Servers to try for a join: who invited us, the room ID's server (before v12),
+        then servers with joined members in the state we hold."""
+        out: list[str] = []
+        if head is not None:
+            for (etype, skey), ev in head.state.items():
+                if etype == MEMBER and skey.endswith(":" + self.server_key.server_name):
+                    out.append(ev.sender.split(":", 1)[-1])
+        if ":" in room_id:
+            out.append(room_id.split(":", 1)[1])
+        if head is not None:
+            out += [
+                key[1].split(":", 1)[1]
+                for key, ev in head.state.items()
+                if key[0] == MEMBER and ev.membership == "join" and ":" in key[1]
+            ]
+        return list(dict.fromkeys(s for s in out if s != self.server_key.server_name))
 
     @staticmethod
     def _redaction_target(redaction: Event, head: RoomHead, target: Event | None) -> str | None:

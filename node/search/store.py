@@ -44,7 +44,11 @@ class SearchStore:
 
     @staticmethod
     def _where(scope: SearchScope) -> tuple[str, list[Any]]:
-        clauses = ["e.rejected_reason IS NULL", "e.outlier = 0", "e.redacted_by IS NULL"]
+        clauses = [
+            "e.rejected_reason IS NULL AND e.soft_failed = 0",
+            "e.outlier = 0",
+            "e.redacted_by IS NULL",
+        ]
         params: list[Any] = []
         rooms = []
         for room_id, upto in scope.rooms.items():
@@ -127,7 +131,7 @@ class SearchStore:
             "SELECT DISTINCT room_id FROM events"
             f" WHERE room_id IN ({','.join('?' * len(room_ids))})"
             " AND type = 'm.room.member' AND state_key = ? AND outlier = 0"
-            " AND rejected_reason IS NULL"
+            " AND rejected_reason IS NULL AND soft_failed = 0"
             " AND json_extract(json, '$.content.membership') = 'join'",
             [*room_ids, user_id],
         )

@@ -161,6 +161,35 @@ class EventStore:
         )
         return [r[0] for r in rows]
 
+    async def get_joined_servers(self, room_id: str) -> set[str]:
+        """The servers with at least one joined member in the room's current state."""
+        rows = await self.db.read_now(
+            lambda conn: conn.execute(
+                "SELECT c.state_key FROM current_state c JOIN events e ON e.event_id = c.event_id"
+                " WHERE c.room_id = ? AND c.type = 'm.room.member'"
+                " AND json_extract(e.json, '$.content.membership') = 'join'",
+                (room_id,),
+            ).fetchall()
+        )
+        return {r[0].split(":", 1)[1] for r in rows if ":" in r[0]}
+
+    async def get_servers_sharing_rooms(self, user_id: str) -> set[str]:
+        """Every server with a joined member in a room where ``user_id`` is joined."""
+        rows = await self.db.read_sync(
+            lambda conn: conn.execute(
+                "SELECT DISTINCT c.state_key FROM current_state c"
+                " JOIN events e ON e.event_id = c.event_id"
+                " WHERE c.type = 'm.room.member'"
+                " AND json_extract(e.json, '$.content.membership') = 'join'"
+                " AND c.room_id IN (SELECT m.room_id FROM current_state m"
+                "   JOIN events me ON me.event_id = m.event_id"
+                "   WHERE m.type = 'm.room.member' AND m.state_key = ?"
+                "   AND json_extract(me.json, '$.content.membership') = 'join')",
+                (user_id,),
+            ).fetchall()
+        )
+        return {r[0].split(":", 1)[1] for r in rows if ":" in r[0]}
+
     async def get_room_events(
         self,
         room_id: str,
@@ -172,7 +201,10 @@ class EventStore:
     ) -> list[StoredEvent]:
         """Timeline events of a room with ``after < stream_ordering <= upto``, at most
         ``limit``, newest or oldest first. Rejected events and outliers are not in it."""
-        clauses, params = ["room_id = ?", "outlier = 0", "rejected_reason IS NULL"], [room_id]
+        clauses, params = (
+            ["room_id = ?", "outlier = 0", "rejected_reason IS NULL", "soft_failed = 0"],
+            [room_id],
+        )
         if after is not None:
             clauses.append("stream_ordering > ?")
             params.append(after)  # type: ignore[arg-type]
@@ -198,7 +230,7 @@ class EventStore:
         """The (type, state_key) pairs that state events in (after, upto] touched."""
         rows = await self.db.fetchall(
             "SELECT DISTINCT type, state_key FROM events WHERE room_id = ? AND state_key"
-            " IS NOT NULL AND outlier = 0 AND rejected_reason IS NULL"
+            " IS NOT NULL AND outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0"
             " AND stream_ordering > ? AND stream_ordering <= ?",
             (room_id, after, upto),
         )
@@ -282,6 +314,9 @@ def persist_event(
     update_current_state: bool = True,
     apply_redaction_to: str | None = None,
     require_prev_events: bool = False,
+    outlier: bool = False,
+    soft_failed: bool = False,
+    stream_ordering: int | None = None,
 ) -> int:
     """Store an accepted event at the head of its room: the row, its DAG edges, the
     forward extremities and (for state) the current state. Returns its stream
@@ -293,7 +328,17 @@ def persist_event(
     rather than leave a hole in the DAG.
 
     ``txn``: the client's transaction ID, recorded first; if it was used before, raises
-    ``DuplicateTxn`` with that event's ID and stores nothing."""
+    ``DuplicateTxn`` with that event's ID and stores nothing.
+
+    ``outlier``: an event known on its own (an auth event or state fetched from a peer),
+    not placed in the DAG: no extremities, no current state; stored once (a second
+    store is a no-op). An outlier that later arrives as a DAG event is stored again,
+    with a new stream ordering. ``soft_failed`` (spec "Soft failure"): placed in the
+    DAG but never a forward extremity, and not served to clients.
+
+    ``stream_ordering``: a *historical* event (backfilled: node/federation/backfill.py)
+    stored at this explicit position, below every stored one (negative): placed in the
+    DAG, but it moves no forward extremity and no current state."""
     if txn is not None:
         try:
             conn.execute(
@@ -318,11 +363,20 @@ def persist_event(
         ).fetchone()
         if found != len(prevs):
             raise MissingPrevEvents(f"{event.event_id}: a prev event is not stored")
+    if outlier:
+        row = conn.execute(
+            "SELECT stream_ordering FROM events WHERE event_id = ?", (event.event_id,)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+    else:
+        conn.execute("DELETE FROM events WHERE event_id = ? AND outlier = 1", (event.event_id,))
     cur = conn.execute(
-        "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
-        " origin_server_ts, received_ts, rejected_reason, json)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
+        " depth, origin_server_ts, received_ts, rejected_reason, outlier, soft_failed, json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
+            stream_ordering,  # None: the next one (AUTOINCREMENT)
             event.event_id,
             event.room_id,
             event.type,
@@ -332,6 +386,8 @@ def persist_event(
             event.origin_server_ts,
             now_ms(),
             event.rejected_reason,
+            int(outlier),
+            int(soft_failed),
             encode_canonical_json(event.raw),
         ),
     )
@@ -344,7 +400,8 @@ def persist_event(
         "INSERT OR IGNORE INTO event_auth (event_id, auth_id) VALUES (?, ?)",
         [(event.event_id, a) for a in event.auth_event_ids],
     )
-    if event.rejected_reason is None:
+    historical = stream_ordering is not None
+    if event.rejected_reason is None and not outlier and not soft_failed and not historical:
         conn.executemany(
             "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
             [(event.room_id, p) for p in event.prev_event_ids],
@@ -407,7 +464,7 @@ def _changed_membership_ids(
             "SELECT e.event_id FROM events e JOIN ("
             "  SELECT MAX(stream_ordering) AS newest FROM events"
             "  WHERE type = 'm.room.member' AND state_key = ? AND outlier = 0"
-            "  AND rejected_reason IS NULL AND stream_ordering > ?"
+            "  AND rejected_reason IS NULL AND soft_failed = 0 AND stream_ordering > ?"
             "  AND stream_ordering <= ? GROUP BY room_id"
             ") m ON e.stream_ordering = m.newest",
             (user_id, after, upto),

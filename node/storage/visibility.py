@@ -15,7 +15,10 @@ runs on its own) that is exact. Where the DAG forked, the events of the branches
 interleaved by arrival and a change on one branch is taken to apply to the events
 of the other that arrived after it: an approximation, the same one that
 node/rooms/context.py makes for the state at an event. Rejected events and outliers
-never count.
+never count. Where the history stored here starts after the room's creation (a room
+joined over federation, before its past is backfilled), the values in force before
+that start are read from the state before its earliest event (its state group) and
+apply from :data:`HISTORY_START` on.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from node.rooms.visibility import (
     membership_value,
 )
 from node.storage.database import Database
+from node.storage.state import read_group
 
 # One pass over the room's events (index events_room_stream): about 20 ms for a room
 # of 100,000 events. With an index on events (room_id, type, state_key), repeat
@@ -42,7 +46,7 @@ from node.storage.database import Database
 # without that index the repeated form reads the room twice.
 _CHANGES = (
     "SELECT stream_ordering, type, json FROM events"
-    " WHERE room_id = ? AND outlier = 0 AND rejected_reason IS NULL"
+    " WHERE room_id = ? AND outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0"
     " AND ((type = ? AND state_key = '') OR (type = ? AND state_key = ?))"
     " ORDER BY stream_ordering"
 )
@@ -52,6 +56,17 @@ _CURRENT = (
     " OR (c.type = ? AND c.state_key = ?))"
 )
 _FORGOTTEN = "SELECT 1 FROM forgotten_rooms WHERE user_id = ? AND room_id = ?"
+# Below every stream ordering: where the values in force before the stored history
+# go (an event there would be judged by them; none is ever stored there).
+HISTORY_START = -(2**62)
+# The room's earliest event placed in its DAG here, and the group of the state before it.
+_EARLIEST = (
+    "SELECT g.before_group FROM events e"
+    " JOIN event_state_groups g ON g.event_id = e.event_id"
+    " WHERE e.room_id = ? AND e.outlier = 0 AND e.rejected_reason IS NULL AND e.soft_failed = 0"
+    " ORDER BY e.stream_ordering LIMIT 1"
+)
+_Rows = list[tuple[int, str, bytes | str]]
 
 
 @dataclass(frozen=True)
@@ -72,12 +87,34 @@ def _content(raw: bytes | str) -> dict[str, object]:
     return content if isinstance(content, dict) else {}
 
 
+def _changes_before_history(conn: sqlite3.Connection, user_id: str, room_id: str) -> _Rows:
+    """The history_visibility and ``user_id``'s member event in the state before the
+    room's earliest event placed here, as changes at :data:`HISTORY_START`: in a room
+    joined over federation the history before the join, or before what was backfilled
+    (node/federation/backfill.py), is not stored, and the values in force in it come
+    from the state groups (for a room created here that state is empty)."""
+    row = conn.execute(_EARLIEST, (room_id,)).fetchone()
+    if row is None:
+        return []
+    (group,) = row
+    state, _ = read_group(conn, group)
+    ids = [
+        eid
+        for key, eid in state.items()
+        if key == (HISTORY_VISIBILITY, "") or key == (MEMBER, user_id)
+    ]
+    marks = ",".join("?" * len(ids))
+    return [
+        (HISTORY_START, r[0], r[1])
+        for r in conn.execute(f"SELECT type, json FROM events WHERE event_id IN ({marks})", ids)
+    ]
+
+
 def _load_room(conn: sqlite3.Connection, user_id: str, room_id: str) -> RoomHistory:
     visibility: list[tuple[int, str]] = []
     membership: list[tuple[int, str | None]] = []
-    for position, kind, raw in conn.execute(
-        _CHANGES, (room_id, HISTORY_VISIBILITY, MEMBER, user_id)
-    ):
+    changes = conn.execute(_CHANGES, (room_id, HISTORY_VISIBILITY, MEMBER, user_id)).fetchall()
+    for position, kind, raw in [*_changes_before_history(conn, user_id, room_id), *changes]:
         content = _content(raw)
         if kind == HISTORY_VISIBILITY:
             visibility.append((position, effective_visibility(content.get("history_visibility"))))
@@ -108,7 +145,7 @@ def _positions(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, int]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             "SELECT event_id, stream_ordering FROM events WHERE outlier = 0"
-            f" AND rejected_reason IS NULL AND event_id IN ({marks})",
+            f" AND rejected_reason IS NULL AND soft_failed = 0 AND event_id IN ({marks})",
             chunk,
         )
         out.update((r[0], r[1]) for r in rows)

@@ -8,8 +8,9 @@ DELETE removes a field); content/client-server-api/_index.md "Profiles" ->
 ``avatar_url`` sends a new ``m.room.member`` join event with the new values into
 every room the user has joined.
 
-Profiles of users on other servers need a federation profile query, which this node
-does not make yet: they are answered 404 M_NOT_FOUND.
+Profiles of users on other servers are asked of their server (``remote``: the
+federation profile query, node/federation/queries.py); without it they are answered
+404 M_NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from node.errors import MatrixError, bad_json, invalid_param, not_found
 from node.events.pdu import MEMBER
@@ -85,6 +86,10 @@ def member_content(profile: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
+class RemoteProfiles(Protocol):
+    async def profile(self, user_id: str, field: str | None = None) -> dict[str, Any]: ...
+
+
 class ProfileService:
     def __init__(
         self,
@@ -99,6 +104,8 @@ class ProfileService:
         self.events = events
         self.rooms = rooms
         self.server_name = server_name
+        # Set once federation is assembled (node/app.py).
+        self.remote: RemoteProfiles | None = None
         # One change at a time per user, so member events follow the order of changes.
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -109,10 +116,9 @@ class ProfileService:
         except InvalidId as e:
             raise invalid_param(f"Invalid user ID: {e}") from None
         if str(uid.server_name) != self.server_name:
-            raise not_found(
-                "Profiles of users on other servers are not available: this node does"
-                " not query other servers for profiles yet"
-            )
+            if self.remote is None:
+                raise not_found("Profiles of users on other servers are not available")
+            return await self.remote.profile(user_id)
         if not await self.accounts.account_exists(user_id):
             raise not_found("Profile not found")
         return await self.store.get_profile(user_id)

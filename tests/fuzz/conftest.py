@@ -17,7 +17,7 @@ import pytest_asyncio
 from node.app import RunningNode, serve
 from node.config import load_config
 from node.datadir import init_data_dir
-from tests.conftest import OWNER, PASSWORD, SERVER_NAME
+from tests.conftest import OWNER, PASSWORD, SERVER_NAME, LoopbackOnlyResolver
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,8 @@ def fuzz_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fuzz_node(fuzz_data_dir: Path) -> AsyncIterator[RunningNode]:
     running = await serve(load_config(fuzz_data_dir, environ={}))
+    # Fuzzed user IDs, aliases and server names must never reach past loopback.
+    running.node.federation_client.resolver = LoopbackOnlyResolver()
     try:
         yield running
     finally:

@@ -1,0 +1,613 @@
+"""Receiving PDUs from other servers: the checks on receipt, in the spec's order.
+
+Spec: content/server-server-api.md "Checks performed on receipt of a PDU":
+
+1. Is a valid event, otherwise it is dropped.
+2. Passes signature checks, otherwise it is dropped.
+3. Passes hash checks, otherwise it is redacted before being processed further.
+4. Passes authorization rules based on the event's auth events, otherwise rejected.
+5. Passes authorization rules based on the state before the event, otherwise rejected.
+6. Passes authorization rules based on the current state of the room, otherwise it is
+   "soft failed".
+
+Before 4, what the event refers to and is not known here is fetched from the server
+that sent it (bounded): missing prev events with ``/get_missing_events``; if a gap
+remains, the state at the gap with ``/state``; missing auth events with
+``/event_auth``. Events fetched for their own sake (auth events, state) are stored
+as *outliers*: checked (1-4) but not placed in the DAG.
+
+A rejected event is stored (so it is not fetched again) but changes nothing; a
+dropped one is not stored. Either way the next PDU is processed: one bad PDU never
+stops a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from node.events.canonical import encode_canonical_json
+from node.events.hashing import check_content_hash
+from node.events.pdu import CREATE, Event, StateKey
+from node.events.redaction import redact
+from node.events.room_versions import RoomVersion
+from node.events.signing import SignatureError
+from node.federation.common import FederationRequestError
+from node.federation.pdu_format import PduFormatError, parse_pdu
+from node.rooms.auth import AuthError, check_auth_rules, check_state_dependent_auth_rules
+from node.rooms.state_res import StateResolutionError, resolve_state
+from node.storage.events import persist_event
+from node.storage.state import (
+    NewGroup,
+    StateIds,
+    set_event_groups,
+    set_room_group,
+    write_group,
+)
+
+log = logging.getLogger(__name__)
+
+# How many events one received PDU may cause to be fetched, all requests together.
+FETCH_BUDGET = 2000
+# /get_missing_events: events asked for per request.
+MISSING_EVENTS_LIMIT = 20
+
+
+class PduDropped(Exception):
+    """The PDU failed check 1 or 2 (or names a room this server is not in): not stored."""
+
+    def __init__(self, message: str, event_id: str | None = None) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+
+
+@dataclass
+class Received:
+    """What became of one PDU."""
+
+    event_id: str
+    outcome: str  # "stored", "known", "rejected", "soft_failed", "outlier"
+    reason: str | None = None
+
+
+class _Budget:
+    def __init__(self, events: int = FETCH_BUDGET) -> None:
+        self.left = events
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise PduDropped("too many events to fetch for this PDU")
+
+
+class _StoreSource:
+    """An EventSource (state resolution) over the store, with events in hand first."""
+
+    def __init__(self, receiver: PduReceiver, extra: Mapping[str, Event] = {}) -> None:
+        self.receiver = receiver
+        self.extra = dict(extra)
+
+    async def get_events(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        ids = list(event_ids)
+        out = {i: self.extra[i] for i in ids if i in self.extra}
+        rest = [i for i in ids if i not in out]
+        if rest:
+            stored = await self.receiver.events.get_events(rest)
+            out.update({i: s.event for i, s in stored.items() if s.event.rejected_reason is None})
+        return out
+
+
+class PduReceiver:
+    """Runs received PDUs through the checks and stores them (one room at a time)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.server_name: str = node.config.server_name
+        self.events = node.events
+        self.states = node.states
+        self.rooms = node.rooms
+        self.db = node.db
+
+    # -- entry points ----------------------------------------------------------------------
+
+    async def on_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, dict[str, str]]:
+        """The PDUs of one transaction (``PUT /send``): the response's ``pdus`` map."""
+        results: dict[str, dict[str, str]] = {}
+        for index, raw in enumerate(pdus):
+            label = _label(raw, index)
+            try:
+                received = await self.receive(origin, raw)
+            except PduDropped as e:
+                label = e.event_id or label
+                log.info("dropped PDU %s from %s: %s", label, origin, e)
+                results[label] = {"error": str(e)}
+                continue
+            except Exception as e:  # a bug must not stop the transaction
+                log.exception("PDU %s from %s failed", label, origin)
+                results[label] = {"error": f"could not process: {type(e).__name__}"}
+                continue
+            if received.outcome == "rejected":
+                results[received.event_id] = {"error": f"rejected: {received.reason}"}
+            else:
+                results[received.event_id] = {}
+        return results
+
+    async def receive(self, origin: str, raw: Any) -> Received:
+        """Receive one PDU that ``origin`` sent us (a new event in a room we are in)."""
+        version = await self._room_version_of(raw)
+        try:
+            parsed = parse_pdu(raw, version)
+        except PduFormatError as e:
+            raise PduDropped(f"not a valid event: {e}") from None
+        if await self._dag_status(parsed.event_id) is not None:
+            return Received(parsed.event_id, "known")  # a resent event: nothing to do
+        try:
+            event = await self.check_event(raw, version)
+        except PduDropped as e:
+            e.event_id = parsed.event_id
+            raise
+        async with self.rooms.lock(event.room_id):
+            await self.rooms.drain(event.room_id)
+            return await self._process(origin, event, _Budget())
+
+    async def process_locked(self, origin: str, event: Event) -> Received:
+        """Checks 4 to 6 and storage for an event that passed :meth:`check_event`; the
+        caller holds the room lock and has drained the room's writes."""
+        return await self._process(origin, event, _Budget())
+
+    async def check_historical(self, origin: str, event: Event, before: StateIds) -> Event:
+        """Checks 4 and 5 for an event of the room's past (node/federation/backfill.py
+        stores it): its auth events are fetched from ``origin`` when unknown; ``before``
+        is the state before it (its auth-relevant entries suffice). Returns the event,
+        marked rejected when it fails. Soft failure (6) does not apply to history.
+        Raises PduDropped when its auth chain is too large to fetch."""
+        auth = await self._auth_events(origin, event, _Budget())
+        create = await self._create_event(event, auth)
+        try:  # 4.
+            check_auth_rules(event, [auth[i] for i in event.auth_event_ids if i in auth], create)
+        except AuthError as e:
+            log.info("rejected backfilled %s from %s: auth events: %s", event.event_id, origin, e)
+            return Event(event.event_id, event.room_version, event.raw, f"auth events: {e}")
+        state = _with_create(await self._load_state(before), create, event)
+        try:  # 5.
+            check_state_dependent_auth_rules(event, state)
+        except AuthError as e:
+            log.info("rejected backfilled %s from %s: state before: %s", event.event_id, origin, e)
+            reason = f"state before the event: {e}"
+            return Event(event.event_id, event.room_version, event.raw, reason)
+        return event
+
+    # -- 1 to 3 -----------------------------------------------------------------------------
+
+    async def _room_version_of(self, raw: Any) -> RoomVersion:
+        room_id = raw.get("room_id") if isinstance(raw, dict) else None
+        if not isinstance(room_id, str):
+            raise PduDropped("not a PDU with a room_id")
+        version = await self.events.get_room_version(room_id)
+        if version is None or not await self.rooms.is_resident(room_id):
+            raise PduDropped(f"this server is not in room {room_id}")
+        return version
+
+    async def check_event(self, raw: Any, version: RoomVersion) -> Event:
+        """Checks 1 to 3: a valid event (else dropped), signed by the servers that must
+        sign it (else dropped), with a matching content hash (else redacted)."""
+        try:
+            event = parse_pdu(raw, version)  # 1.
+        except PduFormatError as e:
+            raise PduDropped(f"not a valid event: {e}") from None
+        try:
+            await self.node.keyring.verify_event_signatures(event.raw, version)  # 2.
+        except SignatureError as e:
+            raise PduDropped(f"{event.event_id}: bad signature: {e}") from None
+        if not check_content_hash(event.raw):  # 3.
+            log.warning("%s: content hash mismatch; redacting it", event.event_id)
+            event = Event(event.event_id, version, redact(event.raw, version))
+        return event
+
+    # -- 4 to 6 (under the room lock) ----------------------------------------------------
+
+    async def _process(self, origin: str, event: Event, budget: _Budget) -> Received:
+        known = await self._dag_status(event.event_id)
+        if known is not None:
+            return Received(event.event_id, "known")
+        prevs = await self.events.get_events(event.prev_event_ids)
+        strays = [i for i, s in prevs.items() if s.event.room_id != event.room_id]
+        if strays:
+            raise PduDropped(
+                f"{event.event_id}: prev events in another room: {strays}", event.event_id
+            )
+        missing = await self._missing_prevs(event)
+        if missing:
+            await self._fetch_missing_events(origin, event, missing, budget)
+            missing = await self._missing_prevs(event)
+        gap_states: list[StateIds] = []
+        for prev_id in missing:
+            gap_states.append(await self._state_after_remote(origin, event, prev_id, budget))
+
+        auth = await self._auth_events(origin, event, budget)
+        create = await self._create_event(event, auth)
+        rejected: str | None = None
+        try:  # 4.
+            check_auth_rules(event, [auth[i] for i in event.auth_event_ids if i in auth], create)
+        except AuthError as e:
+            rejected = f"auth events: {e}"
+
+        before = await self._state_before(event, gap_states)
+        head = await self.rooms.head(event.room_id)
+        if head is not None and head.state_ids() == before:
+            before_events = head.state  # built on our head: nothing to load
+        else:
+            before_events = await self._load_state(before)
+        if rejected is None:
+            try:  # 5.
+                check_state_dependent_auth_rules(event, _with_create(before_events, create, event))
+            except AuthError as e:
+                rejected = f"state before the event: {e}"
+
+        soft_failed = False
+        if rejected is None and head is not None:
+            try:  # 6.
+                check_state_dependent_auth_rules(event, _with_create(head.state, create, event))
+            except AuthError as e:
+                soft_failed = True
+                log.info("%s soft-failed against the current state: %s", event.event_id, e)
+        if rejected is not None:
+            log.info("rejected %s from %s: %s", event.event_id, origin, rejected)
+            event = Event(event.event_id, event.room_version, event.raw, rejected)
+        await self._persist(event, before, soft_failed)
+        outcome = "rejected" if rejected else "soft_failed" if soft_failed else "stored"
+        return Received(event.event_id, outcome, rejected)
+
+    async def _dag_status(self, event_id: str) -> str | None:
+        row = await self.db.fetchone("SELECT outlier FROM events WHERE event_id = ?", (event_id,))
+        if row is None or row[0]:
+            return None
+        return "known"
+
+    async def _missing_prevs(self, event: Event) -> list[str]:
+        prevs = list(dict.fromkeys(event.prev_event_ids))
+        groups = await self.states.event_groups(prevs)
+        return [p for p in prevs if p not in groups]
+
+    async def _fetch_missing_events(
+        self, origin: str, event: Event, missing: list[str], budget: _Budget
+    ) -> None:
+        """Fill a gap before ``event`` with /get_missing_events. The events come back
+        oldest first and each goes through the whole pipeline (they join the DAG, not
+        the outliers); the oldest may have a gap of its own, filled the same way until
+        the budget runs out."""
+        earliest = [eid for eid, _ in await self.events.get_forward_extremities(event.room_id)]
+        try:
+            body = await self.node.federation_client.post_json(
+                origin,
+                f"/_matrix/federation/v1/get_missing_events/{_q(event.room_id)}",
+                body={
+                    "earliest_events": earliest,
+                    "latest_events": [event.event_id],
+                    "limit": MISSING_EVENTS_LIMIT,
+                    "min_depth": 0,
+                },
+            )
+        except FederationRequestError as e:
+            log.info("get_missing_events from %s failed: %s", origin, e)
+            return
+        pdus = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(pdus, list) or not pdus:
+            return
+        budget.take(len(pdus))
+        fetched: list[Event] = []
+        for raw in pdus[:MISSING_EVENTS_LIMIT]:
+            try:
+                ev = await self.check_event(raw, event.room_version)
+            except PduDropped as e:
+                log.info("missing event from %s dropped: %s", origin, e)
+                continue
+            if ev.room_id == event.room_id and ev.event_id != event.event_id:
+                fetched.append(ev)
+        fetched.sort(key=lambda e: (e.depth, e.origin_server_ts, e.event_id))
+        for ev in fetched:
+            await self._process(origin, ev, budget)
+
+    async def _state_after_remote(
+        self, origin: str, event: Event, prev_id: str, budget: _Budget
+    ) -> StateIds:
+        """The state after a prev event we do not have, as ``origin`` says (``/state``
+        gives the state before it; the prev event itself is fetched too). Every event
+        in it is checked and stored as an outlier."""
+        room = _q(event.room_id)
+        try:
+            body = await self.node.federation_client.get_json(
+                origin,
+                f"/_matrix/federation/v1/state/{room}",
+                query={"event_id": prev_id},
+                timeout=120.0,
+            )
+            prev_raw = await self.node.federation_client.get_json(
+                origin, f"/_matrix/federation/v1/event/{_q(prev_id)}"
+            )
+        except FederationRequestError as e:
+            raise PduDropped(f"cannot fetch the state before {prev_id}: {e}") from None
+        if not isinstance(body, dict) or not isinstance(prev_raw, dict):
+            raise PduDropped(f"bad /state answer for {prev_id}")
+        pdus = body.get("pdus")
+        chain = body.get("auth_chain")
+        prev_pdus = prev_raw.get("pdus")
+        if not isinstance(pdus, list) or not isinstance(chain, list):
+            raise PduDropped(f"bad /state answer for {prev_id}")
+        budget.take(len(pdus) + len(chain))
+        stored = await self.store_outliers(
+            origin,
+            [*chain, *pdus, *(prev_pdus if isinstance(prev_pdus, list) else [])],
+            event.room_version,
+        )
+        state: StateIds = {}
+        for raw in pdus:
+            ev = stored.get(_event_id_of(raw, event.room_version))
+            if ev is not None and ev.is_state and ev.rejected_reason is None:
+                state[ev.key] = ev.event_id
+        prev = stored.get(prev_id)
+        if prev is not None and prev.is_state and prev.rejected_reason is None:
+            state[prev.key] = prev.event_id
+        return state
+
+    async def _auth_events(self, origin: str, event: Event, budget: _Budget) -> dict[str, Event]:
+        """The event's auth events, fetched with /event_auth when some are unknown."""
+        ids = list(dict.fromkeys(event.auth_event_ids))
+        found = {i: s.event for i, s in (await self.events.get_events(ids)).items()}
+        if all(i in found for i in ids):
+            return found
+        try:
+            body = await self.node.federation_client.get_json(
+                origin,
+                f"/_matrix/federation/v1/event_auth/{_q(event.room_id)}/{_q(event.event_id)}",
+            )
+        except FederationRequestError as e:
+            log.info("event_auth for %s from %s failed: %s", event.event_id, origin, e)
+            return found
+        chain = body.get("auth_chain") if isinstance(body, dict) else None
+        if isinstance(chain, list):
+            budget.take(len(chain))
+            await self.store_outliers(origin, chain, event.room_version)
+        return {i: s.event for i, s in (await self.events.get_events(ids)).items()}
+
+    async def _create_event(self, event: Event, auth: Mapping[str, Event]) -> Event | None:
+        if event.type == CREATE:
+            return None
+        for ev in auth.values():
+            if ev.type == CREATE:
+                return ev
+        if event.room_version.room_id_is_create_event_id:
+            stored = await self.events.get_event("$" + event.room_id[1:])
+            return stored.event if stored is not None else None
+        return None
+
+    async def _state_before(self, event: Event, gap_states: list[StateIds]) -> StateIds:
+        """Resolve the states after the prev events (spec receive step 5)."""
+        prevs = [p for p in dict.fromkeys(event.prev_event_ids)]
+        groups = await self.states.event_groups(prevs)
+        sets: list[StateIds] = []
+        seen_groups: set[int] = set()
+        for p in prevs:
+            g = groups.get(p)
+            if g is not None and g.after not in seen_groups:
+                seen_groups.add(g.after)
+                sets.append(await self.states.state_ids(g.after))
+        sets += gap_states
+        if not sets:
+            return {}
+        if len(sets) == 1:
+            return dict(sets[0])
+        try:
+            return await resolve_state(event.room_version, sets, _StoreSource(self))
+        except StateResolutionError as e:
+            raise PduDropped(f"cannot resolve the state before {event.event_id}: {e}") from None
+
+    async def _load_state(self, ids: Mapping[StateKey, str]) -> dict[StateKey, Event]:
+        stored = await self.events.get_events(ids.values())
+        return {k: stored[i].event for k, i in ids.items() if i in stored}
+
+    # -- storing ---------------------------------------------------------------------------
+
+    async def store_outliers(
+        self, origin: str, raws: Sequence[Any], version: RoomVersion
+    ) -> dict[str, Event]:
+        """Check (1-4) and store events known on their own: auth chains and state from
+        another server. Returns every one of them that is stored now, by ID."""
+        parsed: dict[str, Event] = {}
+        for raw in raws:
+            try:
+                ev = parse_pdu(raw, version)
+            except PduFormatError as e:
+                log.info("outlier from %s dropped: %s", origin, e)
+                continue
+            parsed.setdefault(ev.event_id, ev)
+        stored = await self.events.get_events(parsed.keys())
+        have = {i: s.event for i, s in stored.items()}
+        todo = [ev for i, ev in parsed.items() if i not in have]
+        checked: dict[str, Event] = dict(have)
+        for ev in _auth_order(todo):
+            try:
+                ev = await self.check_event(ev.raw, version)
+            except PduDropped as e:
+                log.info("outlier from %s dropped: %s", origin, e)
+                continue
+            auth = [checked[a] for a in ev.auth_event_ids if a in checked]
+            if len(auth) < len(set(ev.auth_event_ids)):
+                more = await self.events.get_events(
+                    a for a in ev.auth_event_ids if a not in checked
+                )
+                auth += [s.event for s in more.values()]
+            create = next((a for a in auth if a.type == CREATE), None)
+            if create is None and version.room_id_is_create_event_id and ev.type != CREATE:
+                create = checked.get("$" + ev.room_id[1:])
+            try:
+                check_auth_rules(ev, auth, create)
+            except AuthError as e:
+                ev = Event(ev.event_id, version, ev.raw, f"auth events: {e}")
+            checked[ev.event_id] = ev
+        new = [checked[ev.event_id] for ev in todo if ev.event_id in checked]
+        if new:
+
+            def write(conn: Any) -> None:
+                for ev in new:
+                    persist_event(conn, ev, outlier=True)
+
+            await self.db.write_sync(write)
+        return checked
+
+    async def _persist(self, event: Event, before: StateIds, soft_failed: bool) -> None:
+        """Store a checked event in the DAG with the state before and after it; move the
+        room's current state and extremities unless it was rejected or soft-failed."""
+        room_id = event.room_id
+        prev_groups = await self.states.event_groups(event.prev_event_ids)
+        base = next((g.after for g in prev_groups.values()), None)
+        base_state = await self.states.state_ids(base) if base is not None else None
+        before_group, g1 = self.states.plan(room_id, base, base_state, before)
+        after = dict(before)
+        accepted = event.rejected_reason is None
+        if accepted and event.is_state:
+            after[event.key] = event.event_id
+        after_group, g2 = self.states.plan(room_id, before_group, before, after)
+        new_groups = [g for g in (g1, g2) if g is not None]
+
+        current: tuple[StateIds, StateIds, int, NewGroup | None] | None = None
+        if accepted and not soft_failed:
+            current = await self._new_current_state(event, after, after_group)
+
+        def write(conn: Any) -> int:
+            stream = persist_event(conn, event, update_current_state=False, soft_failed=soft_failed)
+            for g in new_groups:
+                write_group(conn, g)
+            set_event_groups(conn, event.event_id, before_group, after_group)
+            if current is not None:
+                old, new, group_id, group = current
+                if group is not None:
+                    write_group(conn, group)
+                _write_current_state(conn, room_id, old, new)
+                set_room_group(conn, room_id, group_id)
+            return stream
+
+        stream = await self.db.write_sync(write)
+        head = self.rooms.cached_head(room_id)
+        prevs = set(event.prev_event_ids)
+        if (
+            current is not None
+            and head is not None
+            and current[1] == after
+            and all(x[0] in prevs for x in head.extremities)
+        ):
+            # The usual case: the event extends our head; move it in memory.
+            head.extremities = [(event.event_id, event.depth)]
+            if event.is_state:
+                head.state[event.key] = event
+            head.group = after_group
+        else:
+            self.rooms.forget_head(room_id)
+        if current is not None:
+            head = await self.rooms.head(room_id)
+            if head is not None:
+                await self.rooms.run_on_persisted([(event, dict(head.state))])
+        self.node.notifier.notify("events", stream)
+
+    async def _new_current_state(
+        self, event: Event, after: StateIds, after_group: int
+    ) -> tuple[StateIds, StateIds, int, NewGroup | None]:
+        """The room's state once ``event`` is a forward extremity: the resolution of
+        the states after every extremity (just ``after`` when it succeeds them all)."""
+        room_id = event.room_id
+        old_group = await self.states.room_group(room_id)
+        old = await self.events.get_current_state_ids(room_id)
+        extremities = [e for e, _ in await self.events.get_forward_extremities(room_id)]
+        others = [e for e in extremities if e not in set(event.prev_event_ids)]
+        if not others:
+            return old, after, after_group, None
+        groups = await self.states.event_groups(others)
+        sets = [after] + [
+            await self.states.state_ids(g) for g in {x.after for x in groups.values()}
+        ]
+        try:
+            new = await resolve_state(event.room_version, sets, _StoreSource(self))
+        except StateResolutionError as e:
+            log.warning("cannot resolve the state of %s: %s; keeping it", room_id, e)
+            new = old
+        if new == after:
+            return old, new, after_group, None
+        group_id, group = self.states.plan(room_id, old_group, old, new)
+        return old, new, group_id, group
+
+
+def _write_current_state(conn: Any, room_id: str, old: StateIds, new: StateIds) -> None:
+    conn.executemany(
+        "DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+        [(room_id, t, k) for (t, k) in old if (t, k) not in new],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id)"
+        " VALUES (?, ?, ?, ?)",
+        [(room_id, t, k, e) for (t, k), e in new.items() if old.get((t, k)) != e],
+    )
+
+
+def _with_create(
+    state: Mapping[StateKey, Event], create: Event | None, event: Event
+) -> dict[StateKey, Event]:
+    out = dict(state)
+    if create is not None and (CREATE, "") not in out:
+        out[(CREATE, "")] = create
+    return out
+
+
+def _auth_order(events: list[Event]) -> list[Event]:
+    """Events ordered so each comes after the auth events among them (Kahn's sort;
+    cycles, which only forged events make, keep their input order at the end)."""
+    by_id = {e.event_id: e for e in events}
+    waiting = {e.event_id: {a for a in e.auth_event_ids if a in by_id} for e in events}
+    out: list[Event] = []
+    ready = sorted(
+        (e for e in events if not waiting[e.event_id]), key=lambda e: (e.depth, e.event_id)
+    )
+    done: set[str] = set()
+    while ready:
+        ev = ready.pop(0)
+        out.append(ev)
+        done.add(ev.event_id)
+        for other in events:
+            deps = waiting[other.event_id]
+            if ev.event_id in deps:
+                deps.discard(ev.event_id)
+                if not deps and other.event_id not in done:
+                    ready.append(other)
+    out += [e for e in events if e.event_id not in done and e not in out]
+    return out
+
+
+def _event_id_of(raw: Any, version: RoomVersion) -> str:
+    try:
+        return parse_pdu(raw, version).event_id
+    except PduFormatError:
+        return ""
+
+
+def _label(raw: Any, index: int) -> str:
+    if isinstance(raw, dict):
+        room_id = raw.get("room_id")
+        if isinstance(room_id, str):
+            return f"(PDU {index} in {room_id})"
+    return f"(PDU {index})"
+
+
+def _q(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def canonical_size(raw: Mapping[str, Any]) -> int:
+    return len(encode_canonical_json(raw))

@@ -1,0 +1,228 @@
+"""Two real Croft nodes federating on loopback: invite v2, make_join/send_join,
+transactions both ways, state changes, and a leave. Everything goes through the
+client API of each node and the signed federation API between them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from node.app import RunningNode
+from tests.federation.nodes import OWNER, PASSWORD, croft_node
+
+_txn = itertools.count()
+
+
+class Client:
+    """The owner of one node, over its client API."""
+
+    def __init__(self, http: aiohttp.ClientSession, node: RunningNode) -> None:
+        self.http = http
+        self.node = node
+        self.url = f"http://{node.listeners['client']}/_matrix/client/v3"
+        self.user_id = f"@{OWNER}:{node.node.config.server_name}"
+        self.token = ""
+        self.since: str | None = None
+
+    async def login(self) -> None:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": OWNER},
+            "password": PASSWORD,
+        }
+        self.token = (await self.call("POST", "/login", body))["access_token"]
+
+    async def call(self, method: str, path: str, body: Any = None, status: int | None = 200) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.http.request(method, self.url + path, json=body, headers=headers) as r:
+            data = await r.json()
+            assert status is None or r.status == status, (path, data)
+            return data
+
+    async def send(self, room: str, body: str) -> str:
+        path = f"/rooms/{quote(room)}/send/m.room.message/t{next(_txn)}"
+        return (await self.call("PUT", path, {"msgtype": "m.text", "body": body}))["event_id"]
+
+    async def sync_until(self, found: Callable[[dict[str, Any]], Any], within: float = 20) -> Any:
+        """Incremental /sync until ``found(response)`` is truthy; returns its value."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            path = "/sync?timeout=1000" + (f"&since={self.since}" if self.since else "")
+            response = await self.call("GET", path)
+            self.since = response["next_batch"]
+            value = found(response)
+            if value:
+                return value
+        raise AssertionError("not seen in /sync in time")
+
+
+def says(room: str, body: str) -> Callable[[dict[str, Any]], bool]:
+    """A /sync predicate: the room's timeline has a message with this body."""
+
+    def found(response: dict[str, Any]) -> bool:
+        events = response.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
+        return any(
+            e["type"] == "m.room.message" and e["content"].get("body") == body
+            for e in events.get("events", [])
+        )
+
+    return found
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> AsyncIterator[tuple[Client, Client]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        croft_node(tmp_path, "a") as a,
+        croft_node(tmp_path, "b") as b,
+    ):
+        ca, cb = Client(http, a), Client(http, b)
+        await ca.login()
+        await cb.login()
+        yield ca, cb
+
+
+@pytest.mark.parametrize("version", ["10", "11", "12"])
+async def test_invite_join_and_talk_both_ways(pair: tuple[Client, Client], version: str) -> None:
+    a, b = pair
+    room = (
+        await a.call("POST", "/createRoom", {"room_version": version, "name": "Croft to Croft"})
+    )["room_id"]
+    await a.send(room, "before the invite")
+    await a.call("POST", f"/rooms/{quote(room)}/invite", {"user_id": b.user_id})
+
+    invite = await b.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room))
+    names = [e for e in invite["invite_state"]["events"] if e["type"] == "m.room.name"]
+    assert names and names[0]["content"]["name"] == "Croft to Croft"
+
+    server_a = a.node.node.config.server_name
+    joined = await b.call("POST", f"/join/{quote(room)}?server_name={quote(server_a)}", {})
+    assert joined == {"room_id": room}
+    # B holds the room's state now.
+    name = await b.call("GET", f"/rooms/{quote(room)}/state/m.room.name")
+    assert name == {"name": "Croft to Croft"}
+    members = await b.call("GET", f"/rooms/{quote(room)}/joined_members")
+    assert set(members["joined"]) == {a.user_id, b.user_id}
+
+    # A learns of B's join over federation.
+    await a.sync_until(
+        lambda r: any(
+            e["type"] == "m.room.member"
+            and e["state_key"] == b.user_id
+            and e["content"]["membership"] == "join"
+            for e in r.get("rooms", {})
+            .get("join", {})
+            .get(room, {})
+            .get("timeline", {})
+            .get("events", [])
+        )
+    )
+
+    await a.send(room, "hello from A")
+    await b.sync_until(says(room, "hello from A"))
+    await b.send(room, "hello from B")
+    await a.sync_until(says(room, "hello from B"))
+
+    # State travels too.
+    await a.call("PUT", f"/rooms/{quote(room)}/state/m.room.topic", {"topic": "federated"})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        topic = await b.call("GET", f"/rooms/{quote(room)}/state/m.room.topic", status=None)
+        if topic.get("topic") == "federated":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the topic did not reach B")
+
+    # The same event ID on both sides, in the same order.
+    page_a = await a.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit=5")
+    page_b = await b.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit=5")
+    ids_a = [e["event_id"] for e in page_a["chunk"]]
+    ids_b = [e["event_id"] for e in page_b["chunk"]]
+    assert ids_a[:3] == ids_b[:3]
+
+    # B leaves; A sees it.
+    await b.call("POST", f"/rooms/{quote(room)}/leave", {})
+    members = await a.sync_until(
+        lambda r: [
+            e
+            for e in r.get("rooms", {})
+            .get("join", {})
+            .get(room, {})
+            .get("timeline", {})
+            .get("events", [])
+            if e["type"] == "m.room.member"
+            and e["state_key"] == b.user_id
+            and e["content"]["membership"] == "leave"
+        ]
+    )
+    assert members
+
+
+def membership_of(room: str, user_id: str, membership: str) -> Callable[[dict[str, Any]], bool]:
+    """A /sync predicate: ``user_id``'s member event with ``membership`` in the room's
+    timeline (joined rooms)."""
+
+    def found(response: dict[str, Any]) -> bool:
+        room_data = response.get("rooms", {}).get("join", {}).get(room, {})
+        return any(
+            e["type"] == "m.room.member"
+            and e["state_key"] == user_id
+            and e["content"].get("membership") == membership
+            for e in room_data.get("timeline", {}).get("events", [])
+        )
+
+    return found
+
+
+async def test_an_invite_is_rejected_through_the_inviting_server(
+    pair: tuple[Client, Client],
+) -> None:
+    a, b = pair
+    room = (await a.call("POST", "/createRoom", {"name": "No thanks"}))["room_id"]
+    await a.call("POST", f"/rooms/{quote(room)}/invite", {"user_id": b.user_id})
+    await b.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room))
+    await b.call("POST", f"/rooms/{quote(room)}/leave", {})
+    # B's /sync moves the room to "leave"; A's room shows the rejection.
+    await b.sync_until(lambda r: room in r.get("rooms", {}).get("leave", {}))
+    await a.sync_until(membership_of(room, b.user_id, "leave"))
+    assert room not in (await b.call("GET", "/joined_rooms"))["joined_rooms"]
+
+
+async def test_a_knock_is_let_in_and_a_join_by_alias(pair: tuple[Client, Client]) -> None:
+    a, b = pair
+    server_a = a.node.node.config.server_name
+    room = (
+        await a.call(
+            "POST",
+            "/createRoom",
+            {
+                "room_alias_name": "knockers",
+                "initial_state": [
+                    {
+                        "type": "m.room.join_rules",
+                        "state_key": "",
+                        "content": {"join_rule": "knock"},
+                    }
+                ],
+            },
+        )
+    )["room_id"]
+    alias = quote(f"#knockers:{server_a}")
+    # Joining without an invite is refused by A's auth rules, and B learns why.
+    refused = await b.call("POST", f"/join/{alias}", {}, status=403)
+    assert refused["errcode"] == "M_FORBIDDEN"
+    assert await b.call("POST", f"/knock/{alias}", {}) == {"room_id": room}
+    await a.sync_until(membership_of(room, b.user_id, "knock"))
+    await a.call("POST", f"/rooms/{quote(room)}/invite", {"user_id": b.user_id})
+    await b.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room))
+    assert await b.call("POST", f"/join/{alias}", {}) == {"room_id": room}
+    await a.sync_until(membership_of(room, b.user_id, "join"))
