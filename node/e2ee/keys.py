@@ -207,7 +207,7 @@ class KeyService:
                 "SELECT room_id, state_key, json_extract(json, '$.content.membership')"
                 " FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
                 " AND type = 'm.room.member' AND outlier = 0 AND rejected_reason IS NULL"
-                " ORDER BY stream_ordering",
+                " AND soft_failed = 0 ORDER BY stream_ordering",
                 (after, until),
             ).fetchall()
             mine: dict[str, bool] = {}  # room -> the user is (or was) a member
@@ -249,7 +249,10 @@ class KeyService:
                 }
             return joined, gone, sharing
 
-        joined, gone, sharing = await self.db.read_sync(read)
+        # A short range (an incremental /sync) is read on the loop, a long one on the
+        # reader thread.
+        reader = self.db.read_now if until - after <= 1000 else self.db.read_sync
+        joined, gone, sharing = await reader(read)
         changed |= (joined & sharing) - {user_id}
         left = gone - sharing - {user_id}
         return sorted(changed - left), sorted(left)

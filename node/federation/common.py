@@ -90,6 +90,18 @@ class LazyResolver:
         return self._inner
 
     async def resolve(self, server_name: str) -> Destination:
+        if self._inner is None:
+            # An IP literal needs no DNS (spec step 1): answer without loading it.
+            from node.ids import InvalidId, ServerName
+
+            try:
+                name = ServerName.parse(server_name)
+            except InvalidId:
+                name = None
+            if name is not None and name.is_ip_literal:
+                return Destination(
+                    server_name, name.host.strip("[]"), name.port or 8448, None, server_name
+                )
         result: Destination = await self._resolver().resolve(server_name)
         return result
 

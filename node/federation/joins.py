@@ -260,16 +260,15 @@ class RemoteMembership:
         room_id = join.room_id
         async with self.node.rooms.lock(room_id):
             await store_room(self.node, room_id, version)
-            stored = await receiver.store_outliers(server, [*chain, *state_pdus], version)
+            ids: list[str | None] = []
+            stored = await receiver.store_outliers(server, [*state_pdus, *chain], version, ids)
             state: StateIds = {}
-            for raw in state_pdus:
-                try:
-                    ev = parse_pdu(raw, version)
-                except PduFormatError:
+            for event_id in ids[: len(state_pdus)]:
+                if event_id is None:
                     continue
-                ok = stored.get(ev.event_id)
+                ok = stored.get(event_id)
                 if ok is None or ok.rejected_reason is not None or not ok.is_state:
-                    raise _BadAnswer(f"send_join: state event {ev.event_id} is not valid")
+                    raise _BadAnswer(f"send_join: state event {event_id} is not valid")
                 state[ok.key] = ok.event_id
             if (CREATE, "") not in state:
                 raise _BadAnswer("send_join: the state has no create event")

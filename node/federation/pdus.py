@@ -31,13 +31,19 @@ from typing import Any
 
 from node.events.canonical import encode_canonical_json
 from node.events.hashing import check_content_hash
-from node.events.pdu import CREATE, Event, StateKey
+from node.events.pdu import CREATE, REDACTION, Event, StateKey
 from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
 from node.events.signing import SignatureError
 from node.federation.common import FederationRequestError
 from node.federation.pdu_format import PduFormatError, parse_pdu
-from node.rooms.auth import AuthError, check_auth_rules, check_state_dependent_auth_rules
+from node.push.store import add_notification_sync
+from node.rooms.auth import (
+    AuthError,
+    check_auth_rules,
+    check_state_dependent_auth_rules,
+    redaction_is_allowed,
+)
 from node.rooms.state_res import StateResolutionError, resolve_state
 from node.storage.events import persist_event
 from node.storage.state import (
@@ -198,6 +204,11 @@ class PduReceiver:
             event = parse_pdu(raw, version)  # 1.
         except PduFormatError as e:
             raise PduDropped(f"not a valid event: {e}") from None
+        return await self.check_parsed(event)
+
+    async def check_parsed(self, event: Event) -> Event:
+        """Checks 2 and 3 of an event that passed check 1 (:func:`parse_pdu`)."""
+        version = event.room_version
         try:
             await self.node.keyring.verify_event_signatures(event.raw, version)  # 2.
         except SignatureError as e:
@@ -257,12 +268,16 @@ class PduReceiver:
         if rejected is not None:
             log.info("rejected %s from %s: %s", event.event_id, origin, rejected)
             event = Event(event.event_id, event.room_version, event.raw, rejected)
-        await self._persist(event, before, soft_failed)
+        await self._persist(event, before, soft_failed, before_events)
         outcome = "rejected" if rejected else "soft_failed" if soft_failed else "stored"
         return Received(event.event_id, outcome, rejected)
 
     async def _dag_status(self, event_id: str) -> str | None:
-        row = await self.db.fetchone("SELECT outlier FROM events WHERE event_id = ?", (event_id,))
+        row = await self.db.read_now(
+            lambda conn: conn.execute(
+                "SELECT outlier FROM events WHERE event_id = ?", (event_id,)
+            ).fetchone()
+        )
         if row is None or row[0]:
             return None
         return "known"
@@ -338,14 +353,16 @@ class PduReceiver:
         if not isinstance(pdus, list) or not isinstance(chain, list):
             raise PduDropped(f"bad /state answer for {prev_id}")
         budget.take(len(pdus) + len(chain))
+        ids: list[str | None] = []
         stored = await self.store_outliers(
             origin,
-            [*chain, *pdus, *(prev_pdus if isinstance(prev_pdus, list) else [])],
+            [*pdus, *chain, *(prev_pdus if isinstance(prev_pdus, list) else [])],
             event.room_version,
+            ids,
         )
         state: StateIds = {}
-        for raw in pdus:
-            ev = stored.get(_event_id_of(raw, event.room_version))
+        for event_id in ids[: len(pdus)]:
+            ev = stored.get(event_id) if event_id else None
             if ev is not None and ev.is_state and ev.rejected_reason is None:
                 state[ev.key] = ev.event_id
         prev = stored.get(prev_id)
@@ -412,17 +429,26 @@ class PduReceiver:
     # -- storing ---------------------------------------------------------------------------
 
     async def store_outliers(
-        self, origin: str, raws: Sequence[Any], version: RoomVersion
+        self,
+        origin: str,
+        raws: Sequence[Any],
+        version: RoomVersion,
+        ids: list[str | None] | None = None,
     ) -> dict[str, Event]:
         """Check (1-4) and store events known on their own: auth chains and state from
-        another server. Returns every one of them that is stored now, by ID."""
+        another server. Returns every one of them that is stored now, by ID; ``ids``,
+        if given, receives the ID of each of ``raws`` in order (None: not an event)."""
         parsed: dict[str, Event] = {}
         for raw in raws:
             try:
                 ev = parse_pdu(raw, version)
             except PduFormatError as e:
                 log.info("outlier from %s dropped: %s", origin, e)
+                if ids is not None:
+                    ids.append(None)
                 continue
+            if ids is not None:
+                ids.append(ev.event_id)
             parsed.setdefault(ev.event_id, ev)
         stored = await self.events.get_events(parsed.keys())
         have = {i: s.event for i, s in stored.items()}
@@ -430,7 +456,7 @@ class PduReceiver:
         checked: dict[str, Event] = dict(have)
         for ev in _auth_order(todo):
             try:
-                ev = await self.check_event(ev.raw, version)
+                ev = await self.check_parsed(ev)
             except PduDropped as e:
                 log.info("outlier from %s dropped: %s", origin, e)
                 continue
@@ -458,27 +484,63 @@ class PduReceiver:
             await self.db.write_sync(write)
         return checked
 
-    async def _persist(self, event: Event, before: StateIds, soft_failed: bool) -> None:
+    async def _persist(
+        self,
+        event: Event,
+        before: StateIds,
+        soft_failed: bool,
+        before_events: Mapping[StateKey, Event] | None = None,
+    ) -> None:
         """Store a checked event in the DAG with the state before and after it; move the
-        room's current state and extremities unless it was rejected or soft-failed."""
+        room's current state and extremities unless it was rejected or soft-failed.
+        Redactions apply (rooms/fragments/v3-handling-redactions.md): an accepted
+        redaction to its target when its sender may, and a redaction that arrived before
+        its target to the target now."""
         room_id = event.room_id
+        accepted = event.rejected_reason is None
+        redact_target = None
+        if accepted and not soft_failed and event.type == REDACTION and event.redacts:
+            redact_target = await self._redaction_target(event, before_events or {})
+        redacted_by = await self._pending_redaction(event) if accepted else None
         prev_groups = await self.states.event_groups(event.prev_event_ids)
         base = next((g.after for g in prev_groups.values()), None)
         base_state = await self.states.state_ids(base) if base is not None else None
         before_group, g1 = self.states.plan(room_id, base, base_state, before)
         after = dict(before)
-        accepted = event.rejected_reason is None
         if accepted and event.is_state:
             after[event.key] = event.event_id
         after_group, g2 = self.states.plan(room_id, before_group, before, after)
         new_groups = [g for g in (g1, g2) if g is not None]
 
         current: tuple[StateIds, StateIds, int, NewGroup | None] | None = None
+        notes: list[Any] = []
         if accepted and not soft_failed:
             current = await self._new_current_state(event, after, after_group)
+            if before_events is not None:
+                # Notifications are recorded with the event: one commit, not two.
+                state_after = dict(before_events)
+                if event.is_state:
+                    state_after[event.key] = event
+                notes = await self.node.push.prepare(event, state_after)
 
         def write(conn: Any) -> int:
-            stream = persist_event(conn, event, update_current_state=False, soft_failed=soft_failed)
+            stream = persist_event(
+                conn,
+                event,
+                update_current_state=False,
+                soft_failed=soft_failed,
+                apply_redaction_to=redact_target,
+            )
+            for user_id, actions, highlight in notes:
+                add_notification_sync(
+                    conn, user_id, event.event_id, stream, room_id, actions, highlight
+                )
+            if redacted_by is not None:
+                conn.execute(
+                    "UPDATE events SET redacted_by = ? WHERE event_id = ? AND redacted_by IS NULL",
+                    (redacted_by, event.event_id),
+                )
+                conn.execute("DELETE FROM pending_redactions WHERE redacts = ?", (event.event_id,))
             for g in new_groups:
                 write_group(conn, g)
             set_event_groups(conn, event.event_id, before_group, after_group)
@@ -491,6 +553,9 @@ class PduReceiver:
             return stream
 
         stream = await self.db.write_sync(write)
+        self.node.push.recorded(event.event_id, notes)
+        if redact_target is not None or redacted_by is not None:
+            self.rooms.forget_head(room_id)  # a state event in it may be redacted now
         head = self.rooms.cached_head(room_id)
         prevs = set(event.prev_event_ids)
         if (
@@ -511,6 +576,42 @@ class PduReceiver:
             if head is not None:
                 await self.rooms.run_on_persisted([(event, dict(head.state))])
         self.node.notifier.notify("events", stream)
+
+    async def _redaction_target(
+        self, redaction: Event, state: Mapping[StateKey, Event]
+    ) -> str | None:
+        """The event a received redaction applies to: its target if stored here and
+        the sender may redact it; the target's ID when it is not stored (kept pending);
+        None when the sender may not."""
+        target_id = redaction.redacts
+        assert target_id is not None
+        stored = await self.events.get_event(target_id)
+        if stored is None:
+            return target_id
+        if redaction_is_allowed(redaction, stored.event, state):
+            return target_id
+        log.info("%s may not redact %s: not applied", redaction.sender, target_id)
+        return None
+
+    async def _pending_redaction(self, event: Event) -> str | None:
+        """A redaction received before ``event`` that may apply to it now."""
+        rows = await self.db.read_now(
+            lambda conn: conn.execute(
+                "SELECT redaction_id FROM pending_redactions WHERE redacts = ?", (event.event_id,)
+            ).fetchall()
+        )
+        if not rows:
+            return None
+        found = await self.events.get_events(r[0] for r in rows)
+        for stored in found.values():
+            redaction = stored.event
+            if redaction.rejected_reason is not None:
+                continue
+            state_ids = await self.states.state_before(redaction.event_id) or {}
+            state = await self._load_state(state_ids)
+            if redaction_is_allowed(redaction, event, state):
+                return redaction.event_id
+        return None
 
     async def _new_current_state(
         self, event: Event, after: StateIds, after_group: int
@@ -561,34 +662,34 @@ def _with_create(
 
 
 def _auth_order(events: list[Event]) -> list[Event]:
-    """Events ordered so each comes after the auth events among them (Kahn's sort;
-    cycles, which only forged events make, keep their input order at the end)."""
+    """Events ordered so each comes after the auth events among them (Kahn's sort, by
+    depth then ID among those ready; cycles, which only forged events make, keep their
+    input order at the end). Linear in the number of auth links."""
+    import heapq
+
     by_id = {e.event_id: e for e in events}
     waiting = {e.event_id: {a for a in e.auth_event_ids if a in by_id} for e in events}
+    needed_by: dict[str, list[str]] = {}
+    for event_id, deps in waiting.items():
+        for dep in deps:
+            needed_by.setdefault(dep, []).append(event_id)
+    ready = [(e.depth, e.event_id) for e in events if not waiting[e.event_id]]
+    heapq.heapify(ready)
     out: list[Event] = []
-    ready = sorted(
-        (e for e in events if not waiting[e.event_id]), key=lambda e: (e.depth, e.event_id)
-    )
     done: set[str] = set()
     while ready:
-        ev = ready.pop(0)
-        out.append(ev)
-        done.add(ev.event_id)
-        for other in events:
-            deps = waiting[other.event_id]
-            if ev.event_id in deps:
-                deps.discard(ev.event_id)
-                if not deps and other.event_id not in done:
-                    ready.append(other)
-    out += [e for e in events if e.event_id not in done and e not in out]
+        _, event_id = heapq.heappop(ready)
+        if event_id in done:
+            continue
+        done.add(event_id)
+        out.append(by_id[event_id])
+        for other in needed_by.get(event_id, ()):
+            deps = waiting[other]
+            deps.discard(event_id)
+            if not deps and other not in done:
+                heapq.heappush(ready, (by_id[other].depth, other))
+    out += [e for e in events if e.event_id not in done]
     return out
-
-
-def _event_id_of(raw: Any, version: RoomVersion) -> str:
-    try:
-        return parse_pdu(raw, version).event_id
-    except PduFormatError:
-        return ""
 
 
 def _label(raw: Any, index: int) -> str:

@@ -129,7 +129,10 @@ class _RoomAcls:
     async def allows(self, room_id: str) -> bool:
         allowed = self._allowed.get(room_id)
         if allowed is None:
-            content = await self.dag.current_state_content(room_id, SERVER_ACL)
+            # The room's head holds its current state (in memory when it is in use).
+            head = await self.node.rooms.head(room_id)
+            acl = head.state.get((SERVER_ACL, "")) if head is not None else None
+            content = acl.content if acl is not None else None
             allowed = self._allowed[room_id] = server_allowed(self.origin, content)
         return allowed
 

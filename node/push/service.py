@@ -62,6 +62,8 @@ NOTIFICATIONS_KEPT = 10_000  # per user
 PRUNE_INTERVAL_S = 3600.0
 
 RulesChanged = Callable[[str], Awaitable[None]]
+# (user ID, actions, highlight): one notification an event makes.
+Notification = tuple[str, list[Action], bool]
 
 
 def check_pusher_url(url: object) -> str:
@@ -92,6 +94,8 @@ class PushService:
         self.events = events
         self.server_name = server_name
         self.gateway = gateway_client or GatewayClient(self._remove_rejected)
+        # Notifications already recorded with their event, by event ID (on_event pushes).
+        self._recorded: dict[str, list[Notification]] = {}
         # Called with the user ID after the user's rules change (for m.push_rules).
         self.on_rules_changed: list[RulesChanged] = []
         self._rules: dict[str, list[PushRule]] = {}
@@ -288,12 +292,32 @@ class PushService:
     async def on_event(self, event: Event, room_state: Mapping[StateKey, Event]) -> None:
         """Evaluate a newly persisted event for the local users in the room except its
         sender; count, record and push the notifications. ``room_state`` is the room
-        state with the event applied."""
+        state with the event applied. An event whose notifications were recorded in its
+        own write (:meth:`prepare`, :meth:`recorded`) is only pushed."""
+        written = self._recorded.pop(event.event_id, None)
+        notes = written if written is not None else await self.prepare(event, room_state)
+        added = False
+        for user_id, actions, highlight in notes:
+            if written is None and not await self.store.add_notification(
+                user_id, event.event_id, actions, highlight
+            ):
+                continue
+            added = True
+            await self._push_event(user_id, event, room_state, actions)
+        if added:
+            await self._maybe_prune()
+
+    async def prepare(
+        self, event: Event, room_state: Mapping[StateKey, Event]
+    ) -> list[Notification]:
+        """The notifications an event makes (user, actions, highlight), without
+        recording them: an event received from another server records them in its own
+        write (``add_notification_sync``), then calls :meth:`recorded`."""
         if event.rejected:
-            return
+            return []
         recipients = self._recipients(event, room_state)
         if not recipients:
-            return
+            return []
         view = to_client_event(event)
         view.pop("unsigned", None)
         member_count = sum(
@@ -302,7 +326,7 @@ class PushService:
         power_levels = room_state.get((POWER_LEVELS, ""))
         levels = power_levels.content.get("notifications") if power_levels else None
         sender_level = get_user_power_level(event.sender, room_state)
-        added = False
+        notes: list[Notification] = []
         for user_id in recipients:
             ctx = PushContext(
                 user_id=user_id,
@@ -314,13 +338,15 @@ class PushService:
             actions = evaluate(await self.rules(user_id), view, ctx)
             if actions is None or not notifies(actions):
                 continue
-            if await self.store.add_notification(
-                user_id, event.event_id, actions, is_highlight(actions)
-            ):
-                added = True
-                await self._push_event(user_id, event, room_state, actions)
-        if added:
-            await self._maybe_prune()
+            notes.append((user_id, actions, is_highlight(actions)))
+        return notes
+
+    def recorded(self, event_id: str, notes: list[Notification]) -> None:
+        """``notes`` were recorded with the event itself; :meth:`on_event` pushes them."""
+        if notes:
+            self._recorded[event_id] = notes
+            while len(self._recorded) > 256:  # on_event normally pops it at once
+                self._recorded.pop(next(iter(self._recorded)))
 
     def _recipients(self, event: Event, room_state: Mapping[StateKey, Event]) -> list[str]:
         """The local users the event is evaluated for: those joined to the room, and

@@ -9,6 +9,7 @@ api/client-server/pusher.yaml and notifications.yaml.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -338,32 +339,17 @@ class PushStore:
         (unless it is at or before the event read up to). False when the event is not
         stored or was already recorded."""
 
-        async def txn(conn: aiosqlite.Connection) -> bool:
-            async with conn.execute(
+        def txn(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
                 "SELECT stream_ordering, room_id FROM events WHERE event_id = ?", (event_id,)
-            ) as cur:
-                row = await cur.fetchone()
+            ).fetchone()
             if row is None:
                 return False
-            stream, room_id = row[0], row[1]
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO push_notifications (user_id, stream_ordering, room_id,"
-                " event_id, actions, highlight, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user_id, stream, room_id, event_id, json.dumps(actions), int(highlight), now_ms()),
+            return add_notification_sync(
+                conn, user_id, event_id, row[0], row[1], actions, highlight
             )
-            if cur.rowcount == 0:
-                return False
-            await conn.execute(
-                "INSERT INTO push_unread_counts (user_id, room_id, notification_count,"
-                " highlight_count) VALUES (?, ?, 1, ?) ON CONFLICT (user_id, room_id) DO UPDATE"
-                " SET notification_count = notification_count + 1,"
-                " highlight_count = highlight_count + excluded.highlight_count"
-                " WHERE since_stream < ?",
-                (user_id, room_id, int(highlight), stream),
-            )
-            return True
 
-        return await self.db.write(txn)
+        return await self.db.write_sync(txn)
 
     async def get_unread_counts(self, user_id: str, room_id: str) -> tuple[int, int]:
         row = await self.db.read_now(
@@ -488,3 +474,32 @@ class PushStore:
             return deleted
 
         return await self.db.write(txn)
+
+
+def add_notification_sync(
+    conn: sqlite3.Connection,
+    user_id: str,
+    event_id: str,
+    stream: int,
+    room_id: str,
+    actions: list[Action],
+    highlight: bool,
+) -> bool:
+    """:meth:`PushStore.add_notification` for an event at ``stream`` in ``room_id``,
+    inside a write job (the event's own, for events received from other servers)."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO push_notifications (user_id, stream_ordering, room_id,"
+        " event_id, actions, highlight, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (user_id, stream, room_id, event_id, json.dumps(actions), int(highlight), now_ms()),
+    )
+    if cur.rowcount == 0:
+        return False
+    conn.execute(
+        "INSERT INTO push_unread_counts (user_id, room_id, notification_count,"
+        " highlight_count) VALUES (?, ?, 1, ?) ON CONFLICT (user_id, room_id) DO UPDATE"
+        " SET notification_count = notification_count + 1,"
+        " highlight_count = highlight_count + excluded.highlight_count"
+        " WHERE since_stream < ?",
+        (user_id, room_id, int(highlight), stream),
+    )
+    return True

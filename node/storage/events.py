@@ -57,7 +57,11 @@ class EventStore:
     # -- rooms ---------------------------------------------------------------------------
 
     async def get_room_version(self, room_id: str) -> RoomVersion | None:
-        row = await self.db.fetchone("SELECT room_version FROM rooms WHERE room_id = ?", (room_id,))
+        row = await self.db.read_now(
+            lambda conn: conn.execute(
+                "SELECT room_version FROM rooms WHERE room_id = ?", (room_id,)
+            ).fetchone()
+        )
         return room_version(row[0]) if row else None
 
     # -- writes (run inside Database.write) ---------------------------------------------

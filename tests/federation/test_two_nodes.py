@@ -226,3 +226,33 @@ async def test_a_knock_is_let_in_and_a_join_by_alias(pair: tuple[Client, Client]
     await b.sync_until(lambda r: r.get("rooms", {}).get("invite", {}).get(room))
     assert await b.call("POST", f"/join/{alias}", {}) == {"room_id": room}
     await a.sync_until(membership_of(room, b.user_id, "join"))
+
+
+async def test_redactions_travel_and_apply(pair: tuple[Client, Client]) -> None:
+    a, b = pair
+    room = (await a.call("POST", "/createRoom", {"preset": "public_chat"}))["room_id"]
+    server_a = a.node.node.config.server_name
+    await b.call("POST", f"/join/{quote(room)}?server_name={quote(server_a)}", {})
+    mine = await b.send(room, "B's regret")
+    theirs = await a.send(room, "A's words")
+    await a.sync_until(says(room, "B's regret"))
+    await b.sync_until(says(room, "A's words"))
+    # A message from another server notifies (a room of two: the one-to-one rule).
+    full = await a.call("GET", "/sync")
+    unread = full["rooms"]["join"][room]["unread_notifications"]
+    assert unread["notification_count"] >= 1
+    # B may redact its own message; A applies it. B may not redact A's (power 0).
+    await b.call("PUT", f"/rooms/{quote(room)}/redact/{quote(mine)}/r{next(_txn)}", {})
+    url = f"/rooms/{quote(room)}/redact/{quote(theirs)}/r{next(_txn)}"
+    await b.call("PUT", url, {}, status=403)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        seen = await a.call("GET", f"/rooms/{quote(room)}/event/{quote(mine)}")
+        if seen["content"] == {}:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("B's redaction was not applied on A")
+    assert "redacted_because" in seen["unsigned"]
+    kept = await a.call("GET", f"/rooms/{quote(room)}/event/{quote(theirs)}")
+    assert kept["content"]["body"] == "A's words"
