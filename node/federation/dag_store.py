@@ -44,8 +44,12 @@ class StoredPdu:
 
     @property
     def pdu(self) -> Mapping[str, Any]:
-        """The PDU as it is served to another server."""
-        return redact(self.raw, self.room_version) if self.redacted else self.raw
+        """The PDU as it is served to another server (without ``unsigned``: what this
+        server keeps there, such as an invite's room state, is its own)."""
+        pdu = redact(self.raw, self.room_version) if self.redacted else self.raw
+        if "unsigned" in pdu:
+            pdu = {k: v for k, v in pdu.items() if k != "unsigned"}
+        return pdu
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,50 +212,17 @@ async def _state_and_chain(
             if etype != MEMBER or eid in set(event.auth_event_ids)
         }
     state_ids = [eid for eid in before.values() if not omit_members or eid in keep]
-    chain_ids = await _auth_chain(node, state_ids + list(event.auth_event_ids))
-    chain_ids = [c for c in chain_ids if c not in set(state_ids)]
-    state = await _pdus(node, state_ids)
-    chain = await _pdus(node, chain_ids)
+    dag = DagStore(node.db)
+    chain_ids = await dag.auth_chain_ids(
+        event.room_id, event.room_version, [*state_ids, *event.auth_event_ids]
+    )
+    in_state = set(state_ids)
+    chain_ids = [c for c in chain_ids if c not in in_state]
+    stored = await dag.get_pdus([*state_ids, *chain_ids])
+    state = [dict(stored[i].pdu) for i in state_ids if i in stored]
+    chain = [dict(stored[i].pdu) for i in chain_ids if i in stored]
     servers = sorted(await node.events.get_joined_servers(event.room_id))
     return state, chain, servers
-
-
-async def _auth_chain(node: Any, event_ids: list[str]) -> list[str]:
-    seen: set[str] = set()
-    todo = list(dict.fromkeys(event_ids))
-    out: list[str] = []
-    while todo:
-        batch = [t for t in todo if t not in seen]
-        todo = []
-        if not batch:
-            break
-        seen.update(batch)
-        for start in range(0, len(batch), 500):
-            chunk = batch[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await node.db.fetchall(
-                f"SELECT auth_id FROM event_auth WHERE event_id IN ({marks})", chunk
-            )
-            for (auth_id,) in rows:
-                if auth_id not in seen:
-                    out.append(auth_id)
-                    todo.append(auth_id)
-    return list(dict.fromkeys(out))
-
-
-async def _pdus(node: Any, event_ids: list[str]) -> list[Any]:
-    import json
-
-    out = []
-    for start in range(0, len(event_ids), 500):
-        chunk = event_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = await node.db.fetchall(f"SELECT json FROM events WHERE event_id IN ({marks})", chunk)
-        for (raw,) in rows:
-            pdu = json.loads(raw)
-            pdu.pop("unsigned", None)
-            out.append(pdu)
-    return out
 
 
 # -- routes -----------------------------------------------------------------------------
