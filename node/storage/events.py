@@ -373,7 +373,9 @@ def persist_event(
         ).fetchone()
         if row is not None:
             return int(row[0])
-    else:
+    elif not require_prev_events:
+        # A received event may be stored as an outlier already (fetched as an auth
+        # event); events this server builds (require_prev_events) never are.
         conn.execute("DELETE FROM events WHERE event_id = ? AND outlier = 1", (event.event_id,))
     cur = conn.execute(
         "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,"
