@@ -287,6 +287,28 @@ class EventStore:
             forgotten,
         )
 
+    async def get_memberships_at(
+        self, user_id: str, room_ids: Iterable[str], position: int
+    ) -> dict[str, str]:
+        """The user's membership in each room as of stream ``position`` (rooms where it
+        had none are left out)."""
+
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for room_id in room_ids:
+                row = conn.execute(
+                    "SELECT json_extract(json, '$.content.membership') FROM events"
+                    " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?"
+                    " AND outlier = 0 AND rejected_reason IS NULL AND soft_failed = 0"
+                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+                    (room_id, user_id, position),
+                ).fetchone()
+                if row is not None and isinstance(row[0], str):
+                    out[room_id] = row[0]
+            return out
+
+        return await self.db.read_now(read)
+
     async def forget_room(self, user_id: str, room_id: str) -> None:
         async def txn(conn: aiosqlite.Connection) -> None:
             await conn.execute(

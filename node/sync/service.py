@@ -83,6 +83,14 @@ class SyncService:
         # Timeline events this user sent, with their served ``unsigned``: the ones this
         # device sent get unsigned.transaction_id, from one lookup for the whole sync.
         own: list[tuple[str, dict[str, Any]]] = []
+        # A room is new to this sync when the user was not joined at ``since``: a join
+        # that only changed the display name is not a new room.
+        joined_before: set[str] = set()
+        if ctx.since is not None and changed:
+            was = await self.events.get_memberships_at(
+                ctx.user_id, changed, ctx.since_position("events")
+            )
+            joined_before = {room for room, m in was.items() if m == "join"}
         for room_id, stored in memberships.items():
             if stored.stream_ordering > upto_pos:
                 continue  # a change this sync does not cover yet
@@ -92,6 +100,7 @@ class SyncService:
             if membership == "join":
                 ctx.joined_rooms.append(room_id)
                 newly = ctx.since is not None and room_id in changed
+                newly = newly and room_id not in joined_before
                 await self._joined_room(
                     ctx, room_id, initial=ctx.since is None or ctx.full_state or newly, own=own
                 )

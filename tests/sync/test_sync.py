@@ -253,3 +253,22 @@ async def test_message_from_another_user_counts_as_unread(
     data = await call(http, "GET", f"{v3}/sync", token)
     counts = data["rooms"]["join"][room_id]["unread_notifications"]
     assert counts["notification_count"] == 1
+
+
+async def test_a_display_name_change_is_not_a_newly_joined_room(
+    http: aiohttp.ClientSession, client_url: str, token: str
+) -> None:
+    v3 = f"{client_url}/_matrix/client/v3"
+    room = (await call(http, "POST", f"{v3}/createRoom", token, {"name": "Renames"}))["room_id"]
+    await send_text(http, client_url, token, room, "before")
+    since = (await call(http, "GET", f"{v3}/sync", token))["next_batch"]
+    profile = f"{v3}/profile/{OWNER_ID}/displayname"
+    await call(http, "PUT", profile, token, {"displayname": "New Name"})
+    later = await call(http, "GET", f"{v3}/sync?since={since}", token)
+    joined = later["rooms"]["join"][room]
+    # Only the new member event: not the whole room again (no name, no old message).
+    timeline = joined["timeline"]["events"]
+    assert [(e["type"], e["content"].get("displayname")) for e in timeline] == [
+        ("m.room.member", "New Name")
+    ]
+    assert joined["state"]["events"] == []
