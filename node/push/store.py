@@ -362,9 +362,13 @@ class PushStore:
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def get_total_unread(self, user_id: str) -> int:
-        """The user's unread notifications across all rooms (the gateway's ``unread``)."""
+        """The user's unread notifications across the rooms it is joined to (the
+        gateway's ``unread``; a room it left no longer counts)."""
         row = await self.db.fetchone(
-            "SELECT COALESCE(SUM(notification_count), 0) FROM push_unread_counts WHERE user_id = ?",
+            "SELECT COALESCE(SUM(u.notification_count), 0) FROM push_unread_counts u"
+            " JOIN current_state c ON c.room_id = u.room_id AND c.type = 'm.room.member'"
+            " AND c.state_key = u.user_id JOIN events e ON e.event_id = c.event_id"
+            " WHERE u.user_id = ? AND json_extract(e.json, '$.content.membership') = 'join'",
             (user_id,),
         )
         return int(row[0]) if row else 0
