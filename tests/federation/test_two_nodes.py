@@ -17,20 +17,19 @@ import pytest
 
 from node.app import RunningNode
 from tests.federation.nodes import OWNER, PASSWORD, croft_node
+from tests.interop.users import MatrixUser, says
 
 _txn = itertools.count()
 
 
-class Client:
-    """The owner of one node, over its client API."""
+class Client(MatrixUser):
+    """The owner of one in-process node, over its client API (tests/interop/users.py
+    holds the requests and the /sync waits)."""
 
     def __init__(self, http: aiohttp.ClientSession, node: RunningNode) -> None:
-        self.http = http
+        user_id = f"@{OWNER}:{node.node.config.server_name}"
+        super().__init__(http, f"http://{node.listeners['client']}", user_id, "")
         self.node = node
-        self.url = f"http://{node.listeners['client']}/_matrix/client/v3"
-        self.user_id = f"@{OWNER}:{node.node.config.server_name}"
-        self.token = ""
-        self.since: str | None = None
 
     async def login(self) -> None:
         body = {
@@ -39,42 +38,6 @@ class Client:
             "password": PASSWORD,
         }
         self.token = (await self.call("POST", "/login", body))["access_token"]
-
-    async def call(self, method: str, path: str, body: Any = None, status: int | None = 200) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with self.http.request(method, self.url + path, json=body, headers=headers) as r:
-            data = await r.json()
-            assert status is None or r.status == status, (path, data)
-            return data
-
-    async def send(self, room: str, body: str) -> str:
-        path = f"/rooms/{quote(room)}/send/m.room.message/t{next(_txn)}"
-        return (await self.call("PUT", path, {"msgtype": "m.text", "body": body}))["event_id"]
-
-    async def sync_until(self, found: Callable[[dict[str, Any]], Any], within: float = 20) -> Any:
-        """Incremental /sync until ``found(response)`` is truthy; returns its value."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            path = "/sync?timeout=1000" + (f"&since={self.since}" if self.since else "")
-            response = await self.call("GET", path)
-            self.since = response["next_batch"]
-            value = found(response)
-            if value:
-                return value
-        raise AssertionError("not seen in /sync in time")
-
-
-def says(room: str, body: str) -> Callable[[dict[str, Any]], bool]:
-    """A /sync predicate: the room's timeline has a message with this body."""
-
-    def found(response: dict[str, Any]) -> bool:
-        events = response.get("rooms", {}).get("join", {}).get(room, {}).get("timeline", {})
-        return any(
-            e["type"] == "m.room.message" and e["content"].get("body") == body
-            for e in events.get("events", [])
-        )
-
-    return found
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ class MatrixUser:
         self.since: str | None = None
 
     async def call(self, method: str, path: str, body: Any = None, status: int | None = 200) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         async with self.http.request(method, self.url + path, json=body, headers=headers) as r:
             data = await r.json(content_type=None)
             assert status is None or r.status == status, (method, path, r.status, data)
