@@ -95,15 +95,8 @@ async def test_invite_join_and_talk_both_ways(pair: tuple[Client, Client], versi
     await a.sync_until(says(room, "hello from B"))
 
     # State travels too.
-    await a.call("PUT", f"/rooms/{quote(room)}/state/m.room.topic", {"topic": "federated"})
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        topic = await b.call("GET", f"/rooms/{quote(room)}/state/m.room.topic", status=None)
-        if topic.get("topic") == "federated":
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the topic did not reach B")
+    await a.put_state(room, "m.room.topic", {"topic": "federated"})
+    await b.wait_state(room, "m.room.topic", {"topic": "federated"}, within=20)
 
     # The same event ID on both sides, in the same order.
     page_a = await a.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit=5")
