@@ -346,8 +346,11 @@ class RunningNode:
     node: Node
     runners: list[web.AppRunner]
     listeners: dict[str, str]
+    discovery: Any = None  # node.discovery.lan.LanDiscovery when it runs
 
     async def stop(self) -> None:
+        if self.discovery is not None:
+            await self.discovery.stop()
         for runner in reversed(self.runners):
             await runner.cleanup()
         await self.node.stop()
@@ -370,8 +373,11 @@ async def _start_site(runner: web.AppRunner, name: str, addr: ListenAddress, **k
     return str(ListenAddress(addr.host, port))
 
 
-async def serve(config: Config) -> RunningNode:
-    """Start the node and its listeners; the caller waits, then calls ``stop()``."""
+async def serve(config: Config, *, discovery: bool = False) -> RunningNode:
+    """Start the node and its listeners; the caller waits, then calls ``stop()``.
+
+    LAN discovery (mDNS) starts only when asked (``croft run`` asks) and
+    ``features.discovery`` is on: in-process test nodes never advertise."""
     node = await Node.start(config)
     runners: list[web.AppRunner] = []
     listeners: dict[str, str] = {}
@@ -412,5 +418,29 @@ async def serve(config: Config) -> RunningNode:
             "started_at": node.started_at,
         },
     )
+    running = RunningNode(node, runners, listeners)
+    if discovery and config.features.discovery and "federation" in listeners:
+        running.discovery = await _start_discovery(node, listeners["federation"])
     log.info("%s is up (profile %s)", config.server_name, config.profile)
-    return RunningNode(node, runners, listeners)
+    return running
+
+
+async def _start_discovery(node: Node, federation_listener: str) -> Any:
+    from node.discovery.lan import LanDiscovery
+    from node.discovery.registry import PeerRegistry
+
+    discovery = LanDiscovery(
+        node.server_key,
+        ListenAddress.parse(federation_listener).port,
+        PeerRegistry(node.db),
+        getattr(node.federation_client, "resolver", None),
+        node.federation_sender,
+        node.config.discovery.interfaces,
+    )
+    try:
+        await discovery.start()
+    except OSError as e:  # no usable interface: the node runs without discovery
+        log.error("discovery: not started: %s", e)
+        await discovery.stop()
+        return None
+    return discovery

@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_arg(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
+    peers_help = "peers found on the LAN: pinned keys, alive or lost"
+    peers = sub.add_parser(
+        "peers",
+        help=peers_help,
+        description=f"croft peers: {peers_help}, and announcements refused because "
+        "they carried another key than the pinned one.",
+    )
+    _data_dir_arg(peers)
+    peers.add_argument("--json", action="store_true", help="print the peers as JSON")
+
     keys_help = "the server's signing keys (rotate)"
     keys = sub.add_parser("keys", help=keys_help, description=f"croft keys: {keys_help}.")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -250,7 +260,9 @@ async def _run(config: object) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    running = await serve(config)
+    # LAN discovery (mDNS) runs when features.discovery is on: off by default until
+    # issue #5 is finished (`CROFT_FEATURES_DISCOVERY=true` or config.toml turn it on).
+    running = await serve(config, discovery=True)
     try:
         await stop.wait()
         log.info("shutting down")
@@ -299,6 +311,30 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  {name + ':':12} {scheme}://{addr}")
         print(f"  store size:  {_human(store)}")
     return 0 if running else EXIT_NOT_RUNNING
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.discovery.registry import read_peers
+
+    config = load_config(_data_dir(args))
+    peers, conflicts = (
+        read_peers(config.database_path) if config.database_path.exists() else ([], [])
+    )
+    if args.json:
+        print(json.dumps({"peers": [p.as_json() for p in peers], "refused": conflicts}))
+        return 0
+    if not peers:
+        print("No peers seen on the LAN.")
+    for p in peers:
+        print(f"{p.server_name}  {p.state}  {', '.join(p.addresses)} port {p.port}")
+        print(f"    key {p.key_id} {p.fingerprint}")
+    for c in conflicts:
+        print(
+            f"REFUSED {c['server_name']} at {', '.join(c['addresses'])}: "
+            f"key {c['key_id']} {c['fingerprint']} is not the pinned one"
+        )
+    return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -364,7 +400,13 @@ def _setup_logging(level: str) -> None:
     )
 
 
-COMMANDS = {"init": cmd_init, "run": cmd_run, "status": cmd_status, "keys": cmd_keys}
+COMMANDS = {
+    "init": cmd_init,
+    "run": cmd_run,
+    "status": cmd_status,
+    "keys": cmd_keys,
+    "peers": cmd_peers,
+}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,315 @@
+"""LAN discovery: advertise this node and browse for peers over mDNS / DNS-SD.
+
+The record format is in node/discovery/service.py (RFC 6763 DNS-SD over RFC 6762
+mDNS, via python-zeroconf's asyncio API). mDNS keeps records of a vanished host for
+minutes, so liveness is the node's own check: every ``PROBE_INTERVAL_S`` it fetches
+the peer's signed key document (server-server-api "Retrieving server keys",
+GET /_matrix/key/v2/server) over the federation port. A peer is alive when the
+document is signed by the key whose fingerprint it announced; it is lost after
+``LOST_AFTER`` failed checks in a row (about 6-9 s) and alive again at the first good
+one (within ``PROBE_INTERVAL_S``). While alive its server name resolves to its LAN
+address ahead of DNS (LazyResolver.set_override) and the federation sender retries
+it at once (FederationSender.peer_is_back).
+
+zeroconf is imported only here, and this module only when discovery is enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+from typing import Any, Protocol
+
+import aiohttp
+from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+
+from node.discovery.registry import KeyConflict, PeerRegistry
+from node.discovery.service import (
+    SERVICE_TYPE,
+    Announcement,
+    InvalidRecord,
+    build_txt,
+    instance_name,
+    key_fingerprint,
+    parse_txt,
+)
+from node.events.signing import decode_verify_key_base64, verify_json
+from node.federation.keys import ServerKey
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL_S = 2.0
+PROBE_TIMEOUT_S = 1.5
+LOST_AFTER = 3
+RESOLVE_TIMEOUT_MS = 3000
+
+
+class Resolver(Protocol):
+    def set_override(self, server_name: str, address: str, port: int) -> None: ...
+    def clear_override(self, server_name: str) -> None: ...
+
+
+class Sender(Protocol):
+    def peer_is_back(self, destination: str) -> None: ...
+
+
+class ProbeFailed(Exception):
+    """The peer did not answer with a key document matching its announcement."""
+
+
+def own_addresses(interfaces: tuple[str, ...]) -> list[str]:
+    """This host's IPv4 addresses to announce: those named, else every non-loopback one
+    (loopback only when there is nothing else)."""
+    if interfaces:
+        return list(interfaces)
+    import ifaddr  # a dependency of zeroconf
+
+    found: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and ip.ip not in found:
+                found.append(ip.ip)
+    outside = [a for a in found if not a.startswith("127.")]
+    return outside or found
+
+
+def _mdns_host(server_name: str) -> str:
+    """The host name in the SRV record: the server name itself when it is .local."""
+    host = server_name.rsplit(":", 1)[0] if not server_name.endswith("]") else server_name
+    if host.endswith(".local"):
+        return host + "."
+    return host.replace(".", "-") + ".local."
+
+
+def check_key_document(doc: Any, a: Announcement) -> str:
+    """Check a GET /_matrix/key/v2/server answer against an announcement; return the
+    verify key (unpadded base64). Raises :class:`ProbeFailed`."""
+    if not isinstance(doc, dict) or doc.get("server_name") != a.server_name:
+        raise ProbeFailed("key document for another server")
+    entry = (doc.get("verify_keys") or {}).get(a.key_id)
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise ProbeFailed(f"key document lacks {a.key_id}")
+    try:
+        if key_fingerprint(entry["key"]) != a.fingerprint:
+            raise ProbeFailed("the key does not match the announced fingerprint")
+        alg, _, version = a.key_id.partition(":")
+        verify_json(doc, a.server_name, decode_verify_key_base64(alg, version, entry["key"]))
+    except ProbeFailed:
+        raise
+    except Exception as e:  # bad base64, bad signature: the peer is not who it says
+        raise ProbeFailed(f"key document does not verify: {e}") from None
+    return str(entry["key"])
+
+
+class _Peer:
+    """One announced peer being checked."""
+
+    def __init__(self, a: Announcement, addresses: tuple[str, ...]) -> None:
+        self.announcement = a
+        self.addresses = addresses
+        self.failures = 0
+        self.task: asyncio.Task[None] | None = None
+
+
+class LanDiscovery:
+    def __init__(
+        self,
+        server_key: ServerKey,
+        federation_port: int,
+        registry: PeerRegistry,
+        resolver: Resolver | None,
+        sender: Sender | None,
+        interfaces: tuple[str, ...] = (),
+    ) -> None:
+        self.server_key = server_key
+        self.server_name = server_key.server_name
+        self.port = federation_port
+        self.registry = registry
+        self.resolver = resolver
+        self.sender = sender
+        self.interfaces = interfaces
+        self._zc: AsyncZeroconf | None = None
+        self._browser: AsyncServiceBrowser | None = None
+        self._info: AsyncServiceInfo | None = None
+        self._peers: dict[str, _Peer] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reported: set[tuple[str, str]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        await self.registry.load()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # A LAN peer's identity is its signing key, checked in check_key_document.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, force_close=True),
+            timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
+        )
+        choice: Any = list(self.interfaces) if self.interfaces else InterfaceChoice.All
+        self._zc = AsyncZeroconf(interfaces=choice, ip_version=IPVersion.V4Only)
+        a = Announcement(
+            self.server_name,
+            self.port,
+            self.server_key.key_id,
+            key_fingerprint(self.server_key.verify_key_base64),
+        )
+        self._info = AsyncServiceInfo(
+            SERVICE_TYPE,
+            instance_name(self.server_name),
+            addresses=[socket.inet_aton(x) for x in own_addresses(self.interfaces)],
+            port=self.port,
+            properties=build_txt(a),
+            server=_mdns_host(self.server_name),
+        )
+        try:
+            await (await self._zc.async_register_service(self._info))
+        except Exception as e:  # another host holds this name: browse anyway
+            log.error("discovery: cannot announce %s: %s", self.server_name, e)
+            self._info = None
+        self._browser = AsyncServiceBrowser(
+            self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change]
+        )
+        log.info("discovery: announcing %s as %s", self.server_name, SERVICE_TYPE)
+
+    async def stop(self) -> None:
+        for peer in self._peers.values():
+            if peer.task is not None:
+                peer.task.cancel()
+        for task in list(self._tasks) + [p.task for p in self._peers.values() if p.task]:
+            try:
+                await task
+            except BaseException:
+                pass
+        if self._browser is not None:
+            await self._browser.async_cancel()
+        if self._zc is not None:
+            if self._info is not None:
+                await (await self._zc.async_unregister_service(self._info))
+            await self._zc.async_close()
+        if self._session is not None:
+            await self._session.close()
+        if self.resolver is not None:
+            for name in self._peers:
+                self.resolver.clear_override(name)
+
+    # -- browsing (zeroconf calls handlers synchronously: start tasks, keep them)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_change(
+        self,
+        zeroconf: Any,
+        service_type: str,
+        name: str,
+        state_change: ServiceStateChange,
+    ) -> None:
+        if state_change is ServiceStateChange.Removed:
+            self._spawn(self._removed(name))
+        else:
+            self._spawn(self._resolve(name))
+
+    async def _resolve(self, name: str) -> None:
+        assert self._zc is not None
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        if not await info.async_request(self._zc.zeroconf, RESOLVE_TIMEOUT_MS):
+            return
+        try:
+            a = parse_txt(info.properties)
+        except InvalidRecord as e:
+            log.debug("discovery: ignoring %s: %s", name, e)
+            return
+        if a.server_name == self.server_name or instance_name(a.server_name) != name:
+            return  # ourselves, or a record naming someone else
+        addresses = tuple(info.parsed_addresses(IPVersion.V4Only))
+        if not addresses:
+            return
+        try:
+            self.registry.check(a)
+        except KeyConflict:
+            await self._report(a, addresses)
+            return
+        peer = self._peers.get(a.server_name)
+        if peer is None:
+            peer = self._peers[a.server_name] = _Peer(a, addresses)
+        peer.announcement, peer.addresses = a, addresses
+        if peer.task is None or peer.task.done():
+            peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
+
+    async def _removed(self, name: str) -> None:
+        server_name = name.removesuffix("." + SERVICE_TYPE)
+        peer = self._peers.pop(server_name, None)
+        if peer is None:
+            return
+        if peer.task is not None:
+            peer.task.cancel()
+        await self._lost(server_name)
+
+    async def _report(self, a: Announcement, addresses: tuple[str, ...]) -> None:
+        if (a.server_name, a.fingerprint) in self._reported:
+            return
+        self._reported.add((a.server_name, a.fingerprint))
+        await self.registry.report_conflict(a, addresses)
+
+    # -- liveness
+
+    async def _probe_loop(self, peer: _Peer) -> None:
+        while True:
+            try:
+                await self._probe_once(peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # one failed check; the loop goes on
+                log.debug("discovery: check of %s failed: %s", peer.announcement.server_name, e)
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
+    async def _probe_once(self, peer: _Peer) -> None:
+        a = peer.announcement
+        for address in peer.addresses:
+            try:
+                verify_key = await self._fetch_key(address, a)
+            except (TimeoutError, ProbeFailed, aiohttp.ClientError, OSError) as e:
+                log.debug("discovery: %s at %s: %s", a.server_name, address, e)
+                continue
+            peer.failures = 0
+            try:
+                came_alive = await self.registry.mark_alive(a, peer.addresses, verify_key)
+            except KeyConflict:
+                await self._report(a, peer.addresses)
+                return
+            if came_alive:
+                log.info("discovery: %s is alive at %s:%d", a.server_name, address, a.port)
+                if self.resolver is not None:
+                    self.resolver.set_override(a.server_name, address, a.port)
+                if self.sender is not None:
+                    self.sender.peer_is_back(a.server_name)
+            return
+        peer.failures += 1
+        if peer.failures >= LOST_AFTER:
+            await self._lost(a.server_name)
+
+    async def _fetch_key(self, address: str, a: Announcement) -> str:
+        assert self._session is not None
+        url = f"https://{address}:{a.port}/_matrix/key/v2/server"
+        async with self._session.get(url, headers={"Host": a.server_name}) as resp:
+            if resp.status != 200:
+                raise ProbeFailed(f"HTTP {resp.status}")
+            body = await resp.read()
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise ProbeFailed("not JSON") from None
+        return check_key_document(doc, a)
+
+    async def _lost(self, server_name: str) -> None:
+        if await self.registry.mark_lost(server_name):
+            log.info("discovery: %s is lost", server_name)
+            if self.resolver is not None:
+                self.resolver.clear_override(server_name)
