@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+from node.federation.tls import create_self_signed_certificate
 from tests.interop.synapse_install import SynapseError, SynapseInstall
 from tests.interop.util import (
     all_answer,
@@ -195,44 +196,6 @@ def write_signing_key(path: Path) -> None:
         f.write(line)
 
 
-def write_self_signed_cert(cert_path: Path, key_path: Path) -> None:
-    """A self-signed certificate for the IP address 127.0.0.1 (EC P-256)."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
 # -- the server -----------------------------------------------------------------------------
 
 
@@ -321,7 +284,8 @@ class SynapseServer:
         if not (d / "signing.key").exists():
             write_signing_key(d / "signing.key")
         if not (d / "tls.crt").exists() or not (d / "tls.key").exists():
-            write_self_signed_cert(d / "tls.crt", d / "tls.key")
+            # The same self-signed certificate `croft init` makes, for 127.0.0.1.
+            create_self_signed_certificate("127.0.0.1", d / "tls.crt", d / "tls.key")
         config = homeserver_config(
             d, self.client_port, self.fed_port, self._secrets(), self.default_room_version
         )
