@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from node.app import RunningNode, create_federation_app, serve
@@ -23,6 +24,7 @@ from node.datadir import init_data_dir, is_initialised
 from node.federation.common import Destination, ServerResolver, Unreachable
 from node.federation.tls import server_ssl_context
 from node.ids import ServerName
+from tests.interop.users import MatrixUser
 from tests.interop.util import free_port
 
 OWNER = "alice"
@@ -114,3 +116,34 @@ def resolver_of(running: RunningNode) -> CountingResolver:
     resolver = running.node.federation_client.resolver
     assert isinstance(resolver, CountingResolver)
     return resolver
+
+
+class Client(MatrixUser):
+    """The owner of one in-process node, over its client API."""
+
+    def __init__(self, http: aiohttp.ClientSession, node: RunningNode) -> None:
+        user_id = f"@{OWNER}:{node.node.config.server_name}"
+        super().__init__(http, f"http://{node.listeners['client']}", user_id, "")
+        self.node = node
+
+    async def login(self) -> None:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": OWNER},
+            "password": PASSWORD,
+        }
+        self.token = (await self.call("POST", "/login", body))["access_token"]
+
+
+@asynccontextmanager
+async def owner_pair(tmp_path: Path) -> AsyncIterator[tuple[Client, Client]]:
+    """Two running nodes, ``a`` and ``b``, and their owners logged in."""
+    async with (
+        aiohttp.ClientSession() as http,
+        croft_node(tmp_path, "a") as a,
+        croft_node(tmp_path, "b") as b,
+    ):
+        ca, cb = Client(http, a), Client(http, b)
+        await ca.login()
+        await cb.login()
+        yield ca, cb

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import pytest
 
 from node.client_api.paging import parse_position
@@ -22,23 +21,15 @@ from node.events.pdu import MEMBER, Event
 from node.events.room_versions import room_version
 from node.events.signing import sign_event
 from node.federation.backfill import dag_order
-from tests.federation.nodes import croft_node, resolver_of
-from tests.federation.test_two_nodes import Client
+from tests.federation.nodes import Client, owner_pair, resolver_of
 
 NAME = "m.room.name"
 
 
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Client, Client]]:
-    async with (
-        aiohttp.ClientSession() as http,
-        croft_node(tmp_path, "a") as a,
-        croft_node(tmp_path, "b") as b,
-    ):
-        ca, cb = Client(http, a), Client(http, b)
-        await ca.login()
-        await cb.login()
-        b.node.backfiller.retry_after = 0.0  # a server that failed may be asked again at once
+    async with owner_pair(tmp_path) as (ca, cb):
+        cb.node.node.backfiller.retry_after = 0.0  # a failed server may be asked again at once
         yield ca, cb
 
 
@@ -57,19 +48,6 @@ def room_reads(client: Client) -> list[str]:
 
     federation.request = recording  # type: ignore[method-assign]
     return paths
-
-
-async def history(client: Client, room: str, limit: int) -> list[dict[str, Any]]:
-    """The whole /messages history of the room, newest first, page by page."""
-    out: list[dict[str, Any]] = []
-    token = ""
-    for _ in range(100):
-        page = await client.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit={limit}{token}")
-        out += page["chunk"]
-        if "end" not in page:
-            return out
-        token = f"&from={page['end']}"
-    raise AssertionError("history does not end")
 
 
 async def join(b: Client, a: Client, room: str) -> None:
@@ -95,8 +73,8 @@ async def test_whole_history_over_backfill(pair: tuple[Client, Client]) -> None:
         sent[f"m{i}"] = await a.send(room, f"m{i}")
     await join(b, a, room)
 
-    expected = await history(a, room, 50)
-    got = await history(b, room, 30)
+    expected = await a.history(room, 50)
+    got = await b.history(room, 30)
     assert [e["event_id"] for e in got] == [e["event_id"] for e in expected]
     assert bodies(got) == [f"m{i}" for i in reversed(range(150))]
     assert got[-1]["type"] == "m.room.create"
@@ -128,7 +106,7 @@ async def test_whole_history_over_backfill(pair: tuple[Client, Client]) -> None:
 
     # Everything is stored now: paging again asks A for nothing.
     reads = room_reads(b)
-    again = await history(b, room, 40)
+    again = await b.history(room, 40)
     assert [e["event_id"] for e in again] == [e["event_id"] for e in got]
     assert reads == []
 
@@ -156,7 +134,7 @@ async def test_unreachable_server_gives_a_short_page(pair: tuple[Client, Client]
 
     # A is back: the history comes.
     resolver_of(b.node).blocked.clear()
-    got = await history(b, room, 20)
+    got = await b.history(room, 20)
     assert bodies(got) == [f"m{i}" for i in reversed(range(30))]
     assert got[-1]["type"] == "m.room.create"
 
@@ -233,7 +211,7 @@ async def test_bad_events_in_a_backfill_answer(pair: tuple[Client, Client]) -> N
         return answer
 
     federation.request = tampering  # type: ignore[method-assign]
-    got = await history(b, room, 50)
+    got = await b.history(room, 50)
     assert bodies(got) == [f"m{i}" for i in reversed(range(20))]
     assert got[-1]["type"] == "m.room.create"
     stored = await events_b.get_event(intruder_id)

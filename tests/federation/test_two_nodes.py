@@ -12,45 +12,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import pytest
 
-from node.app import RunningNode
-from tests.federation.nodes import OWNER, PASSWORD, croft_node
-from tests.interop.users import MatrixUser, says
+from tests.federation.nodes import Client, owner_pair
+from tests.interop.users import says
 
 _txn = itertools.count()
 
 
-class Client(MatrixUser):
-    """The owner of one in-process node, over its client API (tests/interop/users.py
-    holds the requests and the /sync waits)."""
-
-    def __init__(self, http: aiohttp.ClientSession, node: RunningNode) -> None:
-        user_id = f"@{OWNER}:{node.node.config.server_name}"
-        super().__init__(http, f"http://{node.listeners['client']}", user_id, "")
-        self.node = node
-
-    async def login(self) -> None:
-        body = {
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": OWNER},
-            "password": PASSWORD,
-        }
-        self.token = (await self.call("POST", "/login", body))["access_token"]
-
-
 @pytest.fixture
 async def pair(tmp_path: Path) -> AsyncIterator[tuple[Client, Client]]:
-    async with (
-        aiohttp.ClientSession() as http,
-        croft_node(tmp_path, "a") as a,
-        croft_node(tmp_path, "b") as b,
-    ):
-        ca, cb = Client(http, a), Client(http, b)
-        await ca.login()
-        await cb.login()
-        yield ca, cb
+    async with owner_pair(tmp_path) as clients:
+        yield clients
 
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])

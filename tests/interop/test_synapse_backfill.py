@@ -9,7 +9,6 @@ message_pagination.yaml (GET /rooms/{roomId}/messages).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -24,19 +23,6 @@ from tests.interop.users import MatrixUser
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def whole_history(user: MatrixUser, room: str, limit: int) -> list[dict[str, Any]]:
-    """Every event of /messages, newest first, page by page until there is no ``end``."""
-    out: list[dict[str, Any]] = []
-    token = ""
-    for _ in range(100):
-        page = await user.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit={limit}{token}")
-        out += page["chunk"]
-        if "end" not in page:
-            return out
-        token = f"&from={quote(page['end'])}"
-    raise AssertionError("the history does not end")
 
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])
@@ -60,8 +46,8 @@ async def test_croft_pages_back_a_synapse_room(
     )
     assert joined == {"room_id": room}
 
-    ours = await whole_history(alice, room, 25)
-    theirs = await whole_history(bob, room, 100)
+    ours = await alice.history(room, 25)
+    theirs = await bob.history(room, 100)
     assert [e["event_id"] for e in ours] == [e["event_id"] for e in theirs]
     messages = [e["content"]["body"] for e in ours if e["type"] == "m.room.message"]
     assert messages == [f"message {i}" for i in reversed(range(60))]

@@ -46,6 +46,20 @@ class MatrixUser:
             "GET", f"/rooms/{quote(room)}/state/{etype}/{quote(key)}", None, None
         )
 
+    async def history(self, room: str, limit: int) -> list[dict[str, Any]]:
+        """The room's whole /messages history, newest first, page by page until a page
+        has no ``end``."""
+        out: list[dict[str, Any]] = []
+        token = ""
+        for _ in range(100):
+            path = f"/rooms/{quote(room)}/messages?dir=b&limit={limit}{token}"
+            page = await self.call("GET", path)
+            out += page["chunk"]
+            if "end" not in page:
+                return out
+            token = f"&from={quote(page['end'])}"
+        raise AssertionError(f"the history of {room} does not end")
+
     async def sync_until(self, found: Callable[[dict[str, Any]], Any], within: float = 60) -> Any:
         """Incremental /sync until ``found(response)`` is truthy; returns its value."""
         deadline = time.monotonic() + within
