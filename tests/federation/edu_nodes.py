@@ -26,6 +26,7 @@ from signedjson.types import SigningKey
 from node.app import RunningNode
 from node.federation.sender import FederationSender
 from tests.client import call
+from tests.e2ee.conftest import ed25519_key, public
 from tests.federation.nodes import OWNER, PASSWORD, croft_node
 
 ALGORITHMS = ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"]
@@ -139,20 +140,6 @@ async def send_edus(origin: Peer, destination: Peer, *edus: dict[str, Any]) -> N
 
 
 # -- client-side key material -------------------------------------------------------------
-
-
-def ed25519_key(version: str | None = None) -> SigningKey:
-    """A new Ed25519 key; without a version, named by its public key (cross-signing)."""
-    key = signedjson.key.generate_signing_key(version or "tmp")
-    if version is None:
-        public = signedjson.key.encode_verify_key_base64(key.verify_key)
-        seed = signedjson.key.encode_signing_key_base64(key)
-        key = signedjson.key.decode_signing_key_base64("ed25519", public, seed)
-    return key
-
-
-def public(key: SigningKey) -> str:
-    return signedjson.key.encode_verify_key_base64(key.verify_key)
 
 
 def device_keys(user_id: str, device_id: str, key: SigningKey) -> dict[str, Any]:
