@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.interop.util import die_with_parent, free_port, http_json, stop_process, tail
+from tests.interop.util import LoopbackServer, die_with_parent, free_port, tail
 
 OWNER = "alice"
 PASSWORD = "correct horse battery staple"
@@ -38,7 +37,7 @@ class CroftError(Exception):
     """The croft process could not be started or used."""
 
 
-class CroftProcess:
+class CroftProcess(LoopbackServer):
     """``croft run`` on its own data directory; ``start``, ``stop``, ``kill``, ``restart``."""
 
     def __init__(
@@ -73,20 +72,8 @@ class CroftProcess:
         return f"@{self.owner}:{self.server_name}"
 
     @property
-    def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    @property
-    def federation_url(self) -> str:
-        return f"https://127.0.0.1:{self.fed_port}"
-
-    @property
     def log_path(self) -> Path:
         return self.data_dir / "croft-run.log"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     @property
     def tui_token(self) -> str:
@@ -163,41 +150,11 @@ class CroftProcess:
                     )
                 await asyncio.sleep(0.05)
 
-    async def stop(self, grace: float = 20.0) -> int | None:
-        """SIGTERM (a clean shutdown), SIGKILL after ``grace`` s; the exit status."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        return await asyncio.to_thread(stop_process, proc, grace)
-
-    async def kill(self) -> int | None:
-        """SIGKILL: a crash, or a power cut as far as the node can tell."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        return await asyncio.to_thread(proc.wait)
-
     async def restart(self, *, crash: bool = False) -> CroftProcess:
         await (self.kill() if crash else self.stop())
         return await self.start()
 
     # -- HTTP --
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        *,
-        federation: bool = False,
-    ) -> tuple[int, Any]:
-        """One request to the client API (or, with ``federation``, the TLS federation
-        listener); returns (status, JSON body or None)."""
-        base = self.federation_url if federation else self.client_url
-        return await http_json(method, base + path, body, token)
 
     async def login(self, device_id: str | None = None) -> str:
         """Log the owner in with the password; returns the access token."""

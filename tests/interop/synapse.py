@@ -35,16 +35,14 @@ import yaml
 from node.federation.tls import create_self_signed_certificate
 from tests.interop.synapse_install import SynapseError, SynapseInstall
 from tests.interop.util import (
+    LoopbackServer,
     all_answer,
     die_with_parent,
     free_port,
-    http_json,
-    stop_process,
     tail,
 )
 
 READY_TIMEOUT = 90.0
-STOP_GRACE = 20.0
 
 
 # -- the configuration ----------------------------------------------------------------------
@@ -199,7 +197,7 @@ def write_signing_key(path: Path) -> None:
 # -- the server -----------------------------------------------------------------------------
 
 
-class SynapseServer:
+class SynapseServer(LoopbackServer):
     """One Synapse homeserver in ``directory``; ``start()``, ``stop()``, ``restart()``.
 
     The directory keeps the database, keys and secrets, so a restart (or a new
@@ -236,20 +234,8 @@ class SynapseServer:
         return f"127.0.0.1:{self.fed_port}"
 
     @property
-    def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
-
-    @property
-    def federation_url(self) -> str:
-        return f"https://127.0.0.1:{self.fed_port}"
-
-    @property
     def log_path(self) -> Path:
         return self.dir / "homeserver.log"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 40) -> str:
         return (
@@ -358,38 +344,11 @@ class SynapseServer:
                     )
                 await asyncio.sleep(0.1)
 
-    async def stop(self, grace: float = STOP_GRACE) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            await asyncio.to_thread(stop_process, proc, grace)
-
-    async def kill(self) -> None:
-        """SIGKILL: a crash."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
-
     async def restart(self) -> SynapseServer:
         await self.stop()
         return await self.start()
 
     # -- HTTP --
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        *,
-        federation: bool = False,
-    ) -> tuple[int, Any]:
-        """One request to the client API (or, with ``federation``, the TLS federation
-        listener); returns (status, JSON body or None)."""
-        base = self.federation_url if federation else self.client_url
-        return await http_json(method, base + path, body, token)
 
     async def register(self, user: str, password: str, admin: bool = False) -> tuple[str, str, str]:
         """Create a user with the shared-secret admin API; (user_id, access_token, device_id)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -86,3 +87,55 @@ async def all_answer(http: aiohttp.ClientSession, urls: list[str]) -> bool:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
     return True
+
+
+class LoopbackServer:
+    """What the harness's server processes (Croft, Synapse) share: a child process, a
+    client port and a federation port on 127.0.0.1, stopping, killing, requests.
+    Subclasses set ``proc``, ``client_port`` and ``fed_port``."""
+
+    proc: subprocess.Popen[bytes] | None
+    client_port: int
+    fed_port: int
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def federation_url(self) -> str:
+        return f"https://127.0.0.1:{self.fed_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def stop(self, grace: float = 20.0) -> int | None:
+        """SIGTERM (a clean shutdown), SIGKILL after ``grace`` s; the exit status."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        return await asyncio.to_thread(stop_process, proc, grace)
+
+    async def kill(self) -> int | None:
+        """SIGKILL: a crash, or a power cut as far as the server can tell."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.kill()
+        return await asyncio.to_thread(proc.wait)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        *,
+        federation: bool = False,
+    ) -> tuple[int, Any]:
+        """One request to the client API (or, with ``federation``, the TLS federation
+        listener); returns (status, JSON body or None)."""
+        base = self.federation_url if federation else self.client_url
+        return await http_json(method, base + path, body, token)
