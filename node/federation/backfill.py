@@ -43,11 +43,10 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from node.events.pdu import CREATE, Event
 from node.events.room_versions import RoomVersion
-from node.federation.common import FederationRequestError
+from node.federation.common import FederationRequestError, path_segment
 from node.federation.pdus import PduDropped
 from node.rooms.auth import auth_types_for_event
 from node.rooms.state_res import StateResolutionError, resolve_state
@@ -186,7 +185,7 @@ class Backfiller:
     ) -> list[Any]:
         body = await self.node.federation_client.get_json(
             server,
-            f"/_matrix/federation/v1/backfill/{_q(room_id)}",
+            f"/_matrix/federation/v1/backfill/{path_segment(room_id)}",
             query={"v": list(extremities), "limit": str(limit)},
             timeout=REQUEST_TIMEOUT,
         )
@@ -287,7 +286,7 @@ class Backfiller:
         """The state before ``event`` as ``server`` has it: ``/state_ids``, then
         ``/state`` if some of those events are unknown here (stored as outliers)."""
         client = self.node.federation_client
-        room = _q(event.room_id)
+        room = path_segment(event.room_id)
         query = {"event_id": event.event_id}
         body = await client.get_json(
             server, f"/_matrix/federation/v1/state_ids/{room}", query=query, timeout=STATE_TIMEOUT
@@ -398,7 +397,3 @@ def dag_order(events: Sequence[Event]) -> list[Event]:
 
 def _key(event: Event) -> tuple[int, int, str]:
     return (event.depth, event.origin_server_ts, event.event_id)
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")

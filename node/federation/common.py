@@ -35,6 +35,14 @@ class Destination:
     host_header: str
 
 
+def path_segment(value: str) -> str:
+    """``value`` percent-encoded as one path segment of a federation URL (room, event
+    and user IDs hold ``!``, ``$``, ``@``, ``:`` and, in v12, ``/``-free base64)."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
 class ServerResolver(Protocol):
     async def resolve(self, server_name: str) -> Destination: ...
 

@@ -20,14 +20,13 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from node.errors import MatrixError, forbidden
 from node.events.hashing import add_content_hash
 from node.events.pdu import CREATE, MEMBER, Event, StateKey
 from node.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion, room_version
 from node.events.signing import sign_event
-from node.federation.common import FederationRequestError, RemoteError
+from node.federation.common import FederationRequestError, RemoteError, path_segment
 from node.federation.pdu_format import PduFormatError, parse_pdu
 from node.rooms.auth import AuthError, check_auth_rules, check_state_dependent_auth_rules
 from node.storage.events import persist_event
@@ -46,10 +45,6 @@ STRIPPED_STATE_TYPES = (
     "m.room.topic",
 )
 MAX_STRIPPED_EVENTS = 50
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")
 
 
 def room_state_events(state: Mapping[StateKey, Event]) -> list[dict[str, Any]]:
@@ -158,7 +153,9 @@ class RemoteMembership:
         query = {"ver": list(KNOWN_ROOM_VERSIONS)} if membership != "leave" else None
         try:
             answer = await self.client.get_json(
-                server, f"/_matrix/federation/v1/{make}/{_q(room_id)}/{_q(user_id)}", query=query
+                server,
+                f"/_matrix/federation/v1/{make}/{path_segment(room_id)}/{path_segment(user_id)}",
+                query=query,
             )
         except RemoteError as e:
             if e.errcode in ("M_FORBIDDEN", "M_INCOMPATIBLE_ROOM_VERSION"):
@@ -174,7 +171,7 @@ class RemoteMembership:
         log.info("%s %s through %s as %s", membership, room_id, server, event.event_id)
         body = await self.client.put_json(
             server,
-            f"/_matrix/federation/{send}/{_q(room_id)}/{_q(event.event_id)}",
+            f"/_matrix/federation/{send}/{path_segment(room_id)}/{path_segment(event.event_id)}",
             event.raw,
             timeout=300.0,
         )
@@ -341,7 +338,7 @@ class RemoteMembership:
         try:
             answer = await self.client.put_json(
                 server,
-                f"/_matrix/federation/v2/invite/{_q(event.room_id)}/{_q(event.event_id)}",
+                f"/_matrix/federation/v2/invite/{path_segment(event.room_id)}/{path_segment(event.event_id)}",
                 body,
             )
         except RemoteError as e:
@@ -483,7 +480,3 @@ async def store_membership_only(node: Any, event: Event, version: RoomVersion) -
     stream = await node.db.write_sync(write)
     node.rooms.forget_head(room_id)
     node.notifier.notify("events", stream)
-
-
-def servers_of(users: Iterable[str]) -> list[str]:
-    return [u.split(":", 1)[1] for u in users if ":" in u]

@@ -24,18 +24,16 @@ stops a transaction.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from node.events.canonical import encode_canonical_json
 from node.events.hashing import check_content_hash
 from node.events.pdu import CREATE, REDACTION, Event, StateKey
 from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
 from node.events.signing import SignatureError
-from node.federation.common import FederationRequestError
+from node.federation.common import FederationRequestError, path_segment
 from node.federation.pdu_format import PduFormatError, parse_pdu
 from node.push.store import add_notification_sync
 from node.rooms.auth import (
@@ -298,7 +296,7 @@ class PduReceiver:
         try:
             body = await self.node.federation_client.post_json(
                 origin,
-                f"/_matrix/federation/v1/get_missing_events/{_q(event.room_id)}",
+                f"/_matrix/federation/v1/get_missing_events/{path_segment(event.room_id)}",
                 body={
                     "earliest_events": earliest,
                     "latest_events": [event.event_id],
@@ -332,7 +330,7 @@ class PduReceiver:
         """The state after a prev event we do not have, as ``origin`` says (``/state``
         gives the state before it; the prev event itself is fetched too). Every event
         in it is checked and stored as an outlier."""
-        room = _q(event.room_id)
+        room = path_segment(event.room_id)
         try:
             body = await self.node.federation_client.get_json(
                 origin,
@@ -341,7 +339,7 @@ class PduReceiver:
                 timeout=120.0,
             )
             prev_raw = await self.node.federation_client.get_json(
-                origin, f"/_matrix/federation/v1/event/{_q(prev_id)}"
+                origin, f"/_matrix/federation/v1/event/{path_segment(prev_id)}"
             )
         except FederationRequestError as e:
             raise PduDropped(f"cannot fetch the state before {prev_id}: {e}") from None
@@ -379,7 +377,7 @@ class PduReceiver:
         try:
             body = await self.node.federation_client.get_json(
                 origin,
-                f"/_matrix/federation/v1/event_auth/{_q(event.room_id)}/{_q(event.event_id)}",
+                f"/_matrix/federation/v1/event_auth/{path_segment(event.room_id)}/{path_segment(event.event_id)}",
             )
         except FederationRequestError as e:
             log.info("event_auth for %s from %s failed: %s", event.event_id, origin, e)
@@ -698,17 +696,3 @@ def _label(raw: Any, index: int) -> str:
         if isinstance(room_id, str):
             return f"(PDU {index} in {room_id})"
     return f"(PDU {index})"
-
-
-def _q(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def canonical_size(raw: Mapping[str, Any]) -> int:
-    return len(encode_canonical_json(raw))

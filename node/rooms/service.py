@@ -518,9 +518,6 @@ class RoomService:
         except EventTooLarge as e:
             raise MatrixError(413, "M_TOO_LARGE", str(e)) from None
 
-    async def known_room(self, room_id: str) -> bool:
-        return await self._head(room_id) is not None
-
     async def set_membership(
         self,
         sender: str,
