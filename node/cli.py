@@ -398,6 +398,10 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # At debug level these libraries log every query / packet: the node's own debug
+    # lines are what a reader of the log wants.
+    for noisy in ("aiosqlite", "zeroconf", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 COMMANDS = {

@@ -9,7 +9,11 @@ document is signed by the key whose fingerprint it announced; it is lost after
 ``LOST_AFTER`` failed checks in a row (about 6-9 s) and alive again at the first good
 one (within ``PROBE_INTERVAL_S``). While alive its server name resolves to its LAN
 address ahead of DNS (LazyResolver.set_override) and the federation sender retries
-it at once (FederationSender.peer_is_back).
+it at once (FederationSender.peer_is_back); when lost, the sender gives up the request
+in flight to it (FederationSender.peer_is_lost) and its name falls back to its last
+LAN address when DNS knows nothing of it (LazyResolver.set_fallback). Peers pinned in
+earlier runs are checked from the start, at their last addresses, before mDNS hears
+of them again.
 
 zeroconf is imported only here, and this module only when discovery is enabled.
 """
@@ -51,10 +55,12 @@ RESOLVE_TIMEOUT_MS = 3000
 class Resolver(Protocol):
     def set_override(self, server_name: str, address: str, port: int) -> None: ...
     def clear_override(self, server_name: str) -> None: ...
+    def set_fallback(self, server_name: str, address: str, port: int) -> None: ...
 
 
 class Sender(Protocol):
     def peer_is_back(self, destination: str) -> None: ...
+    def peer_is_lost(self, destination: str) -> None: ...
 
 
 class ProbeFailed(Exception):
@@ -112,6 +118,7 @@ class _Peer:
         self.announcement = a
         self.addresses = addresses
         self.failures = 0
+        self.alive_at: str | None = None  # the address that answered the last check
         self.task: asyncio.Task[None] | None = None
 
 
@@ -135,6 +142,8 @@ class LanDiscovery:
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
+        self._announcing: asyncio.Task[None] | None = None
+        self._registered = False
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reported: set[tuple[str, str]] = set()
@@ -142,6 +151,13 @@ class LanDiscovery:
 
     async def start(self) -> None:
         await self.registry.load()
+        # The peers known from earlier runs are checked at once at their last addresses
+        # (mDNS may take long to hear of them again, e.g. after a restart while cut
+        # off); until then their server names fall back to those addresses.
+        for known in self.registry.peers():
+            a = Announcement(known.server_name, known.port, known.key_id, known.fingerprint)
+            self._fallback(known.server_name, known.addresses, known.port)
+            self._peers[known.server_name] = _Peer(a, known.addresses)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         # A LAN peer's identity is its signing key, checked in check_key_document.
         ctx.check_hostname = False
@@ -166,17 +182,35 @@ class LanDiscovery:
             properties=build_txt(a),
             server=_mdns_host(self.server_name),
         )
-        try:
-            await (await self._zc.async_register_service(self._info))
-        except Exception as e:  # another host holds this name: browse anyway
-            log.error("discovery: cannot announce %s: %s", self.server_name, e)
-            self._info = None
+        # Registration probes the name for ~1.5 s first (RFC 6762 8.1): the node does
+        # not wait for it; browsing and checks of known peers start now.
+        self._announcing = asyncio.get_running_loop().create_task(self._announce())
         self._browser = AsyncServiceBrowser(
             self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change]
         )
+        for peer in self._peers.values():
+            if peer.task is None:
+                peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
+
+    async def _announce(self) -> None:
+        assert self._zc is not None and self._info is not None
+        try:
+            await (await self._zc.async_register_service(self._info))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # another host holds this name: browse anyway
+            log.error("discovery: cannot announce %s: %s", self.server_name, e)
+            return
+        self._registered = True
         log.info("discovery: announcing %s as %s", self.server_name, SERVICE_TYPE)
 
     async def stop(self) -> None:
+        if self._announcing is not None:
+            self._announcing.cancel()
+            try:
+                await self._announcing
+            except BaseException:
+                pass
         for peer in self._peers.values():
             if peer.task is not None:
                 peer.task.cancel()
@@ -188,7 +222,7 @@ class LanDiscovery:
         if self._browser is not None:
             await self._browser.async_cancel()
         if self._zc is not None:
-            if self._info is not None:
+            if self._registered and self._info is not None:
                 await (await self._zc.async_unregister_service(self._info))
             await self._zc.async_close()
         if self._session is not None:
@@ -261,14 +295,17 @@ class LanDiscovery:
     # -- liveness
 
     async def _probe_loop(self, peer: _Peer) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await self._probe_once(peer)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # one failed check; the loop goes on
                 log.debug("discovery: check of %s failed: %s", peer.announcement.server_name, e)
-            await asyncio.sleep(PROBE_INTERVAL_S)
+            # A check every PROBE_INTERVAL_S, however long the last one took.
+            await asyncio.sleep(max(0.0, started + PROBE_INTERVAL_S - loop.time()))
 
     async def _probe_once(self, peer: _Peer) -> None:
         a = peer.announcement
@@ -278,7 +315,7 @@ class LanDiscovery:
             except (TimeoutError, ProbeFailed, aiohttp.ClientError, OSError) as e:
                 log.debug("discovery: %s at %s: %s", a.server_name, address, e)
                 continue
-            peer.failures = 0
+            failed_before, peer.failures = peer.failures, 0
             try:
                 came_alive = await self.registry.mark_alive(a, peer.addresses, verify_key)
             except KeyConflict:
@@ -286,13 +323,17 @@ class LanDiscovery:
                 return
             if came_alive:
                 log.info("discovery: %s is alive at %s:%d", a.server_name, address, a.port)
+            if came_alive or address != peer.alive_at:
+                peer.alive_at = address
                 if self.resolver is not None:
                     self.resolver.set_override(a.server_name, address, a.port)
-                if self.sender is not None:
-                    self.sender.peer_is_back(a.server_name)
+                    self._fallback(a.server_name, (address,), a.port)
+            if (came_alive or failed_before) and self.sender is not None:
+                self.sender.peer_is_back(a.server_name)
             return
         peer.failures += 1
         if peer.failures >= LOST_AFTER:
+            peer.alive_at = None
             await self._lost(a.server_name)
 
     async def _fetch_key(self, address: str, a: Announcement) -> str:
@@ -313,3 +354,12 @@ class LanDiscovery:
             log.info("discovery: %s is lost", server_name)
             if self.resolver is not None:
                 self.resolver.clear_override(server_name)
+            if self.sender is not None:
+                self.sender.peer_is_lost(server_name)
+
+    def _fallback(self, server_name: str, addresses: tuple[str, ...], port: int) -> None:
+        if self.resolver is not None and addresses:
+            try:
+                self.resolver.set_fallback(server_name, addresses[0], port)
+            except ValueError as e:  # a stored row from an older run that does not parse
+                log.debug("discovery: no fallback for %s: %s", server_name, e)

@@ -119,6 +119,12 @@ class LazyResolver:
     def clear_override(self, server_name: str) -> None:
         self._resolver().clear_override(server_name)
 
+    def set_fallback(self, server_name: str, address: str, port: int) -> None:
+        self._resolver().set_fallback(server_name, address, port)
+
+    def clear_fallback(self, server_name: str) -> None:
+        self._resolver().clear_fallback(server_name)
+
     async def close(self) -> None:
         if self._inner is not None:
             await self._inner.close()

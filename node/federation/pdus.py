@@ -33,7 +33,7 @@ from node.events.pdu import CREATE, REDACTION, Event, StateKey
 from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
 from node.events.signing import SignatureError
-from node.federation.common import FederationRequestError, path_segment
+from node.federation.common import FederationRequestError, Unreachable, path_segment
 from node.federation.pdu_format import PduFormatError, parse_pdu
 from node.push.store import add_notification_sync
 from node.rooms.auth import (
@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 FETCH_BUDGET = 2000
 # /get_missing_events: events asked for per request.
 MISSING_EVENTS_LIMIT = 20
+# A PDU that cannot be processed because a server it needs is unreachable makes its
+# transaction fail (the sender retries it) this many times before it is dropped.
+MAX_DEFERRALS = 20
 
 
 class PduDropped(Exception):
@@ -66,6 +69,17 @@ class PduDropped(Exception):
     def __init__(self, message: str, event_id: str | None = None) -> None:
         super().__init__(message)
         self.event_id = event_id
+
+
+class PduDeferred(PduDropped):
+    """The PDU cannot be processed now: fetching its missing events or auth events
+    failed because the server could not be reached (a LAN peer that just came back,
+    a link that blinked). Worth receiving again later rather than dropping."""
+
+
+class TransactionDeferred(Exception):
+    """A transaction stopped at a deferred PDU: answer it with an error so that the
+    sender retries it (PDUs already stored are "known" the next time)."""
 
 
 @dataclass
@@ -114,6 +128,7 @@ class PduReceiver:
         self.states = node.states
         self.rooms = node.rooms
         self.db = node.db
+        self._deferrals: dict[tuple[str, str], int] = {}
 
     # -- entry points ----------------------------------------------------------------------
 
@@ -124,6 +139,19 @@ class PduReceiver:
             label = _label(raw, index)
             try:
                 received = await self.receive(origin, raw)
+            except PduDeferred as e:
+                label = e.event_id or label
+                key = (origin, label)
+                tries = self._deferrals[key] = self._deferrals.get(key, 0) + 1
+                if tries <= MAX_DEFERRALS:
+                    if len(self._deferrals) > 10_000:
+                        self._deferrals.clear()
+                    log.info("deferred PDU %s from %s (%d): %s", label, origin, tries, e)
+                    raise TransactionDeferred(f"PDU {label}: {e}") from None
+                self._deferrals.pop(key, None)
+                log.info("dropped PDU %s from %s after %d tries: %s", label, origin, tries, e)
+                results[label] = {"error": str(e)}
+                continue
             except PduDropped as e:
                 label = e.event_id or label
                 log.info("dropped PDU %s from %s: %s", label, origin, e)
@@ -133,6 +161,7 @@ class PduReceiver:
                 log.exception("PDU %s from %s failed", label, origin)
                 results[label] = {"error": f"could not process: {type(e).__name__}"}
                 continue
+            self._deferrals.pop((origin, received.event_id), None)
             if received.outcome == "rejected":
                 results[received.event_id] = {"error": f"rejected: {received.reason}"}
             else:
@@ -341,6 +370,8 @@ class PduReceiver:
             prev_raw = await self.node.federation_client.get_json(
                 origin, f"/_matrix/federation/v1/event/{path_segment(prev_id)}"
             )
+        except Unreachable as e:
+            raise PduDeferred(f"cannot fetch the state before {prev_id}: {e}") from None
         except FederationRequestError as e:
             raise PduDropped(f"cannot fetch the state before {prev_id}: {e}") from None
         if not isinstance(body, dict) or not isinstance(prev_raw, dict):
@@ -379,6 +410,8 @@ class PduReceiver:
                 origin,
                 f"/_matrix/federation/v1/event_auth/{path_segment(event.room_id)}/{path_segment(event.event_id)}",
             )
+        except Unreachable as e:
+            raise PduDeferred(f"cannot fetch the auth events of {event.event_id}: {e}") from None
         except FederationRequestError as e:
             log.info("event_auth for %s from %s failed: %s", event.event_id, origin, e)
             return found

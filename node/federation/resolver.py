@@ -204,6 +204,11 @@ def _negative_ttl(responses: Iterable[dns.message.Message | None]) -> float:
     return DNS_NEGATIVE_TTL
 
 
+def _is_mdns_name(host: str) -> bool:
+    host = host.rstrip(".").lower()
+    return host == "local" or host.endswith(".local")
+
+
 def _ip_literal(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host.strip("[]")))
@@ -273,6 +278,7 @@ class Resolver:
         self._dns_timeout = dns_timeout
         self._rng = random.Random()
         self._overrides: dict[str, Destination] = {}
+        self._fallbacks: dict[str, Destination] = {}
         self._well_known: TTLCache[str, _WellKnown] = TTLCache(clock, max_cache_entries)
         self._srv: TTLCache[str, list[SrvRecord]] = TTLCache(clock, max_cache_entries)
         self._addresses: TTLCache[str, str] = TTLCache(clock, max_cache_entries)
@@ -286,6 +292,17 @@ class Resolver:
         override = self._overrides.get(server_name)
         if override is not None:
             return override
+        fallback = self._fallbacks.get(server_name)
+        if fallback is None:
+            return await self._resolve(server_name)
+        if _is_mdns_name(parse_server_name(server_name).host):
+            return fallback  # RFC 6762: .local names are never asked of unicast DNS
+        try:
+            return await self._resolve(server_name)
+        except Unreachable:
+            return fallback
+
+    async def _resolve(self, server_name: str) -> Destination:
         name = parse_server_name(server_name)
         host, port = name.host, name.port
         # 1. An IP literal: that address, the given port or 8448; no SNI.
@@ -326,6 +343,20 @@ class Resolver:
 
     def clear_override(self, server_name: str) -> None:
         self._overrides.pop(server_name, None)
+
+    def set_fallback(self, server_name: str, address: str, port: int) -> None:
+        """Where a LAN peer that is not alive right now was last seen: tried when DNS
+        finds nothing for ``server_name`` (at once for a ``.local`` name), so a node
+        that (re)starts cut off, or before discovery has checked its peers again, can
+        still answer a peer that reaches it first."""
+        parse_server_name(server_name)
+        ip = _ip_literal(address)
+        if ip is None:
+            raise ValueError(f"fallback address {address!r} is not an IP address")
+        self._fallbacks[server_name] = Destination(server_name, ip, port, None, server_name)
+
+    def clear_fallback(self, server_name: str) -> None:
+        self._fallbacks.pop(server_name, None)
 
     async def lookup_address(self, host: str) -> str:
         """An IP address for ``host`` (A records first, then AAAA) through the configured

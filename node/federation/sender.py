@@ -25,7 +25,9 @@ Design:
   after the n-th consecutive failure, capped at ``maximum``, times a random factor in
   [1 - jitter, 1 + jitter] (defaults 2 s, x2, 1 h, 20%: a LAN peer that blinked is
   retried within seconds, a server gone for good costs one request an hour; mDNS or a
-  request from the peer calls :meth:`FederationSender.peer_is_back` to retry at once).
+  request from the peer calls :meth:`FederationSender.peer_is_back` to retry at once;
+  when mDNS liveness checks lose a peer, :meth:`FederationSender.peer_is_lost` gives up
+  the request in flight to it).
   A 429's ``retry_after_ms`` is honoured. 401, 408, 429, 5xx, unreachable and invalid
   answers are retried; another 4xx means the transaction will never succeed: it is
   logged and dropped. (401: a peer that cannot fetch our key yet, or that pinned
@@ -112,6 +114,7 @@ class _Destination:
     error_kind: str | None = None  # what failed last, to log each change once
     last_error: str | None = None
     batch: _Batch | None = None
+    sending: asyncio.Future[Mapping[str, Any]] | None = None  # the request in flight
     poke: asyncio.Event = field(default_factory=asyncio.Event)
     # (edu_type, key or a unique int) -> (memory id, edu_type, content)
     memory: OrderedDict[tuple[str, Any], tuple[int, str, dict[str, Any]]] = field(
@@ -273,6 +276,15 @@ class FederationSender:
         state.poke.set()
         self._ensure_worker(destination)
 
+    def peer_is_lost(self, destination: str) -> None:
+        """LAN discovery lost ``destination``: give up the request in flight to it (on a
+        dead link it would hang until its timeout, and a connection from before the cut
+        may never recover); the transaction is retried when the peer is back."""
+        state = self._dests.get(destination)
+        if state is not None and state.sending is not None and not state.sending.done():
+            log.info("federation: %s is lost; its transaction is retried later", destination)
+            state.sending.cancel()
+
     def destination_status(self, destination: str) -> dict[str, Any]:
         """What is queued for ``destination`` and its retry state (for logs and tests)."""
         pdus, edus = self._queued_counts(destination)
@@ -378,7 +390,19 @@ class FederationSender:
         }
         try:
             async with self._limit:
-                response = await self.transport.send_transaction(dest, batch.txn_id, body)
+                send = asyncio.ensure_future(
+                    self.transport.send_transaction(dest, batch.txn_id, body)
+                )
+                state.sending = send
+                try:
+                    await asyncio.wait({send})
+                finally:
+                    state.sending = None
+                    if not send.done():
+                        send.cancel()
+            if send.cancelled():  # peer_is_lost: the same transaction is retried later
+                raise Unreachable(f"{dest}: lost on the LAN")
+            response = send.result()
         except RemoteError as e:
             if e.status in RETRY_STATUSES or e.status >= 500:
                 await self._record_failure(state, e)

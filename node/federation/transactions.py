@@ -6,7 +6,11 @@ A transaction carries at most 50 PDUs and 100 EDUs. The sender retries a transac
 it got no answer for with the same ID, so answers are remembered per (origin, txnId)
 for a while and a retry that arrives while the first is still being processed waits
 for it. Each PDU goes through node/federation/pdus.py; each EDU to the EDU handler
-(node/federation/edus.py). One bad PDU or EDU never fails the transaction.
+(node/federation/edus.py). One bad PDU or EDU never fails the transaction; the one
+exception is a PDU whose missing or auth events cannot be fetched because the server
+holding them is unreachable right now (a LAN peer that just came back): the
+transaction is answered 503 M_UNKNOWN and not remembered, so the sender retries it
+(pdus.py ``PduDeferred``, at most ``MAX_DEFERRALS`` times per PDU, then it is dropped).
 
 Server ACLs (content/server-server-api.md "Server Access Control Lists (ACLs)") are
 applied per PDU and to the EDUs local to a room: a PDU of a room whose current
@@ -30,6 +34,7 @@ from node.federation.acl import SERVER_ACL, server_allowed
 from node.federation.common import ORIGIN
 from node.federation.dag_store import DagStore
 from node.federation.pdu_format import PduFormatError, parse_pdu
+from node.federation.pdus import TransactionDeferred
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +106,11 @@ async def _process(node: Any, origin: str, pdus: list[Any], edus: list[Any]) -> 
         sender.peer_is_back(origin)
     acl = _RoomAcls(node, origin)
     allowed, denied = await acl.split_pdus(pdus)
-    results = await node.pdu_receiver.on_pdus(origin, allowed)
+    try:
+        results = await node.pdu_receiver.on_pdus(origin, allowed)
+    except TransactionDeferred as e:
+        # Not remembered: the retry is processed again. 503 makes any sender retry.
+        raise MatrixError(503, "M_UNKNOWN", f"try again later: {e}") from None
     results.update(denied)
     handler = getattr(node, "edu_handler", None)
     for edu in edus:

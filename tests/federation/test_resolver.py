@@ -975,6 +975,35 @@ async def test_override_bypasses_discovery(
         await resolver.resolve("laptop.local")
 
 
+async def test_fallback_serves_a_lan_peer_that_dns_does_not_know(
+    resolver: Resolver, dns_server: DnsServer, well_known: WellKnownServer
+) -> None:
+    """A LAN peer's last address (set by discovery while the peer is not alive) answers
+    for a .local name at once, and for another name only when DNS finds nothing; an
+    override (the peer is alive) comes first."""
+    lan = Destination("kitchen.local", "127.0.0.21", 9448, None, "kitchen.local")
+    resolver.set_fallback("kitchen.local", "127.0.0.21", 9448)
+    assert await resolver.resolve("kitchen.local") == lan
+    assert dns_server.queries == [] and well_known.fetches == []
+
+    resolver.set_fallback("nowhere.test", "127.0.0.22", 9449)
+    assert (await resolver.resolve("nowhere.test")).address == "127.0.0.22"
+    assert dns_server.queries != []  # DNS was asked first
+
+    dns_server.add_srv("_matrix-fed._tcp.known.test", "srv.known.test", 8443)
+    dns_server.add_address("srv.known.test", "127.0.0.23")
+    resolver.set_fallback("known.test", "127.0.0.24", 9450)
+    assert (await resolver.resolve("known.test")).address == "127.0.0.23"
+
+    resolver.set_override("kitchen.local", "127.0.0.25", 9451)
+    assert (await resolver.resolve("kitchen.local")).address == "127.0.0.25"
+    resolver.clear_override("kitchen.local")
+    assert await resolver.resolve("kitchen.local") == lan
+    resolver.clear_fallback("kitchen.local")
+    with pytest.raises(Unreachable):
+        await resolver.resolve("kitchen.local")
+
+
 @pytest.mark.parametrize(
     ("name", "address", "port", "message"),
     [
