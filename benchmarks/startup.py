@@ -82,6 +82,9 @@ def child_env(**extra: str) -> dict[str, str]:
     }
     if croft_command()[0] == sys.executable:  # not installed: run from the source tree
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    # Never announce on the machine's own interfaces (../shared/LAB.md); the LAN
+    # benchmark (benchmarks/lan.py) runs its nodes in network namespaces.
+    env["CROFT_FEATURES_DISCOVERY"] = "false"
     env.update(extra)
     return env
 

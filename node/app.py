@@ -10,6 +10,7 @@ before the database closes.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import time
@@ -420,9 +421,33 @@ async def serve(config: Config, *, discovery: bool = False) -> RunningNode:
     )
     running = RunningNode(node, runners, listeners)
     if discovery and config.features.discovery and "federation" in listeners:
-        running.discovery = await _start_discovery(node, listeners["federation"])
+        host = ListenAddress.parse(listeners["federation"]).host
+        if _is_loopback(host):
+            # Peers on the LAN could not reach it: nothing to announce.
+            log.info("discovery: off, the federation listener is on %s only", host)
+        else:
+            running.discovery = await _start_discovery(node, listeners["federation"])
     log.info("%s is up (profile %s)", config.server_name, config.profile)
     return running
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _discovery_interfaces(config: Config, federation_host: str) -> tuple[str, ...]:
+    """The addresses to announce and browse on: those configured, else the federation
+    listener's own address when it is bound to one, else every interface."""
+    if config.discovery.interfaces:
+        return config.discovery.interfaces
+    try:
+        ip = ipaddress.ip_address(federation_host.strip("[]"))
+    except ValueError:
+        return ()
+    return () if ip.is_unspecified or ip.version != 4 else (str(ip),)
 
 
 async def _start_discovery(node: Node, federation_listener: str) -> Any:
@@ -435,7 +460,7 @@ async def _start_discovery(node: Node, federation_listener: str) -> Any:
         PeerRegistry(node.db),
         getattr(node.federation_client, "resolver", None),
         node.federation_sender,
-        node.config.discovery.interfaces,
+        _discovery_interfaces(node.config, ListenAddress.parse(federation_listener).host),
     )
     try:
         await discovery.start()

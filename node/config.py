@@ -115,8 +115,9 @@ class PresenceConfig:
 class FeaturesConfig:
     """Optional parts of the node and whether they load."""
 
-    # LAN peers over mDNS (node/discovery): off until LAN federation is complete.
-    discovery: bool = False
+    # LAN peers over mDNS (node/discovery): `croft run` announces the node and browses
+    # for peers, unless the federation listener is bound to loopback only.
+    discovery: bool = True
     sensors: bool = False
     calls: bool = True
 
@@ -443,9 +444,15 @@ profile = "{profile}"
 # enabled = true
 
 [features]
-# discovery = false               # LAN peers over mDNS (not finished: off by default)
+# discovery = true                # LAN peers over mDNS (croft run; see [discovery])
 # sensors = false                 # headless sensor publishing
 # calls = true                    # m.call.* voice and video
+
+[discovery]
+# LAN peers over mDNS / DNS-SD (_matrix-fed._tcp), when features.discovery is on and
+# the federation listener is not on loopback only. Environment override:
+# CROFT_DISCOVERY_INTERFACES=10.0.0.5,192.168.1.7 (comma-separated).
+# interfaces = []                 # IPv4 addresses to announce and browse on; empty: all
 
 [voip]
 # TURN servers for calls, given to clients by /voip/turnServer with time-limited

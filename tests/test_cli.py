@@ -63,6 +63,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     if croft_command()[0] == sys.executable:  # not installed: run from the source tree
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    # `croft run` announces itself on every interface by default: never from a test
+    # in the machine's own network namespace (../shared/LAB.md).
+    env["CROFT_FEATURES_DISCOVERY"] = "false"
     env.update(extra)
     return env
 
@@ -791,6 +794,10 @@ try:
             result["federation"] = call("https://127.0.0.1:8448/_matrix/federation/v1/version")[0]
         except OSError as e:
             result["federation"] = str(e)
+        # LAN discovery announces once mDNS probing (about 1.5 s) is over.
+        t1 = time.monotonic()
+        while time.monotonic() - t1 < 10 and "discovery: announcing" not in open(log).read():
+            time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     result["exit"] = proc.wait(timeout=20)
 finally:
@@ -845,7 +852,12 @@ def test_first_run_initialises_with_defaults_in_a_private_network_namespace(
             str(log),
         ],
         cwd=tmp_path,
-        env=clean_env(CROFT_HOME=str(home)),
+        # The real defaults, LAN discovery included: this namespace has only a loopback.
+        env={
+            k: v
+            for k, v in clean_env(CROFT_HOME=str(home)).items()
+            if k != "CROFT_FEATURES_DISCOVERY"
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -873,6 +885,7 @@ def test_first_run_initialises_with_defaults_in_a_private_network_namespace(
     assert "client API listening on http://127.0.0.1:8008" in text
     assert "federation API listening on https://0.0.0.0:8448" in text
     assert f"{default_server_name()} is up (profile laptop)" in text
+    assert f"discovery: announcing {default_server_name()} as _matrix-fed._tcp.local." in text
     assert result["exit"] == 0, text
     assert "Traceback" not in text
     for name in ("config.toml", "signing.key", "tls.crt", "tls.key", "croft.db", "tui.token"):

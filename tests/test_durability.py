@@ -29,6 +29,7 @@ def croft_command() -> list[str]:
 
 async def start_node(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CROFT_")}
+    env["CROFT_FEATURES_DISCOVERY"] = "false"  # never announce from the host's namespace
     (data_dir / "run.json").unlink(missing_ok=True)
     proc = subprocess.Popen(  # noqa: ASYNC220 (spawning does not block; we never wait here)
         [*croft_command(), "run", "--data-dir", str(data_dir)],

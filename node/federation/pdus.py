@@ -182,9 +182,13 @@ class PduReceiver:
         except PduDropped as e:
             e.event_id = parsed.event_id
             raise
-        async with self.rooms.lock(event.room_id):
-            await self.rooms.drain(event.room_id)
-            return await self._process(origin, event, _Budget())
+        try:
+            async with self.rooms.lock(event.room_id):
+                await self.rooms.drain(event.room_id)
+                return await self._process(origin, event, _Budget())
+        except PduDropped as e:
+            e.event_id = e.event_id or event.event_id
+            raise
 
     async def process_locked(self, origin: str, event: Event) -> Received:
         """Checks 4 to 6 and storage for an event that passed :meth:`check_event`; the

@@ -115,6 +115,7 @@ class _Destination:
     last_error: str | None = None
     batch: _Batch | None = None
     sending: asyncio.Future[Mapping[str, Any]] | None = None  # the request in flight
+    resend: bool = False  # the request in flight was cancelled to be sent again now
     poke: asyncio.Event = field(default_factory=asyncio.Event)
     # (edu_type, key or a unique int) -> (memory id, edu_type, content)
     memory: OrderedDict[tuple[str, Any], tuple[int, str, dict[str, Any]]] = field(
@@ -273,6 +274,11 @@ class FederationSender:
             return
         log.info("federation: %s is back; retrying now", destination)
         state.failures, state.interval, state.retry_at = 0, 0.0, 0.0
+        if state.sending is not None and not state.sending.done():
+            # A retry sent while the link was down may sit on a connection whose
+            # retransmissions back off for many seconds: send it again now.
+            state.resend = True
+            state.sending.cancel()
         state.poke.set()
         self._ensure_worker(destination)
 
@@ -400,7 +406,11 @@ class FederationSender:
                     state.sending = None
                     if not send.done():
                         send.cancel()
-            if send.cancelled():  # peer_is_lost: the same transaction is retried later
+            if send.cancelled():
+                if state.resend:  # peer_is_back: the same transaction, at once
+                    state.resend = False
+                    return
+                # peer_is_lost: the same transaction is retried later
                 raise Unreachable(f"{dest}: lost on the LAN")
             response = send.result()
         except RemoteError as e:

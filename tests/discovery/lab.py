@@ -179,7 +179,7 @@ class Lab:
         self.blocked.discard((i, j))
 
 
-def _env(**extra: str) -> dict[str, str]:
+def lab_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -235,14 +235,14 @@ class LabNode:
             check=True,
             capture_output=True,
             cwd=ROOT,
-            env=_env(),
+            env=lab_env(),
         )
 
     def start(self) -> None:
         """Start the process (from the thread that will outlive it: the child dies with
         the thread that started it)."""
         self.init()
-        env = _env(
+        env = lab_env(
             CROFT_FEATURES_DISCOVERY="true",
             CROFT_DISCOVERY_INTERFACES=self.address,
             CROFT_LOGGING_LEVEL="debug",

@@ -40,7 +40,7 @@ from node.events.hashing import encode_base64
 from node.events.pdu import MEMBER, Event, StateKey
 from node.events.room_versions import RoomVersion, room_version
 from node.events.signing import generate_signing_key, verify_key_id
-from node.federation.common import RemoteError
+from node.federation.common import RemoteError, Unreachable
 from node.federation.keys import ServerKey
 from node.federation.pdu_format import MAX_PREV_EVENTS
 from node.rooms.builder import build_event
@@ -434,6 +434,45 @@ async def test_prev_events_from_another_room_are_refused(
         or before.get(("m.room.create", "")) != other_head.state[("m.room.create", "")].event_id
     )
     await fed.still_up(caplog)
+
+
+class _Unreachable:
+    """A resolver for which every server is down (a link that just went)."""
+
+    async def resolve(self, server_name: str) -> Any:
+        raise Unreachable(f"{server_name}: the link is down")
+
+
+async def test_unfetchable_gap_while_the_origin_is_unreachable_is_retried_then_dropped(
+    fed: Fed, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PDU whose missing prev events cannot be fetched because their server cannot
+    be reached makes the transaction answer 503 (not remembered: the sender's retry
+    with the same txnId is processed again) a bounded number of times, then it is
+    dropped with an error in a 200 answer like any unfetchable PDU."""
+    import node.federation.pdus as pdus_module
+
+    monkeypatch.setattr(pdus_module, "MAX_DEFERRALS", 2)
+    unknown = await fed.forge(content={"body": "A never saw me"})
+    pdu = await fed.forge(
+        content={"body": "after a gap"},
+        prev=[(fed.event_id(unknown), max(d for _, d in (await fed.head()).extremities) + 1)],
+    )
+    event_id = fed.event_id(pdu)
+    fed.a.node.federation_client.resolver = _Unreachable()
+    body = {"origin": fed.b_name, "origin_server_ts": int(time.time() * 1000), "pdus": [pdu]}
+    client = fed.b.node.federation_client
+    for _ in range(2):
+        with pytest.raises(RemoteError) as raised:
+            await client.send_transaction(fed.a_name, "gap-txn", dict(body, edus=[]))
+        assert (raised.value.status, raised.value.errcode) == (503, "M_UNKNOWN")
+        assert await fed.row(event_id) is None
+    assert "deferred PDU" in caplog.text
+    answer = await client.send_transaction(fed.a_name, "gap-txn", dict(body, edus=[]))
+    assert "error" in answer["pdus"][event_id], answer
+    assert await fed.row(event_id) is None
+    fed.a.node.federation_client.resolver = LoopbackOnlyResolver()
+    await fed.still_up(caplog, "after 3 tries")
 
 
 async def test_pdu_for_a_room_the_node_is_not_in(

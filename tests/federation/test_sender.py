@@ -471,6 +471,56 @@ async def test_a_failing_peer_waits_for_its_backoff_and_peer_is_back_resets_it(
     assert ids_of(peer.pdus) == ids + more
 
 
+async def test_peer_is_lost_gives_up_the_hanging_request_and_the_same_txn_is_retried(
+    db: Database, chain: Chain, peer: FakePeer, transport: HttpTransport, senders: list
+) -> None:
+    """LAN discovery lost the peer while a transaction hangs on a dead link: the request
+    is given up at once (not at its timeout) and, when the peer is back, the same
+    transaction (same txnId) is sent again and delivered once."""
+    peer.hang = True
+    sender = new_sender(senders, db, transport, backoff=Backoff(initial=30, maximum=60))
+    await sender.start()
+    ids = await chain.store(db, ROOM_A, ["1", "2"], [PEER])
+    sender.wake([PEER])
+    await peer.wait_for(lambda p: len(p.attempts) == 1)
+    sender.peer_is_lost("someone-else.local")  # no state for it: nothing happens
+    sender.peer_is_lost(PEER)
+    await until(lambda: sender.destination_status(PEER)["failures"] == 1)
+    status = sender.destination_status(PEER)
+    assert status["last_error"] == f"Unreachable: {PEER}: lost on the LAN"
+    assert status["pdus_queued"] == 2 and status["retry_interval"] >= 20
+
+    peer.hang = False
+    sender.peer_is_back(PEER)
+    await until(idle(sender))
+    assert ids_of(peer.pdus) == ids
+    assert len(peer.attempts) == 2 and peer.attempts[0][0] == peer.attempts[1][0]
+
+
+async def test_peer_is_back_resends_a_retry_that_hangs_at_once(
+    db: Database, chain: Chain, peer: FakePeer, transport: HttpTransport, senders: list
+) -> None:
+    """A retry sent while the link was still down hangs (its connection's
+    retransmissions back off); when the peer is seen again it is sent anew at once, with
+    the same txnId, instead of waiting for that connection or its timeout."""
+    peer.fail_status, peer.fail_body = 502, {}
+    sender = new_sender(senders, db, transport, backoff=Backoff(initial=0.05, maximum=0.05))
+    await sender.start()
+    ids = await chain.store(db, ROOM_A, ["1"], [PEER])
+    sender.wake([PEER])
+    await until(lambda: sender.destination_status(PEER)["failures"] >= 1)
+    peer.hang = True
+    peer.fail_status = None
+    await peer.wait_for(lambda p: any(status == 0 for _, status in p.attempts))
+    hung = len(peer.attempts)
+    peer.hang = False
+    sender.peer_is_back(PEER)
+    await until(idle(sender))
+    assert ids_of(peer.pdus) == ids
+    assert len(peer.attempts) == hung + 1
+    assert len({txn for txn, _ in peer.attempts}) == 1
+
+
 async def test_a_transport_bug_does_not_kill_the_worker(
     db: Database, chain: Chain, peer: FakePeer, transport: HttpTransport, senders: list
 ) -> None:
