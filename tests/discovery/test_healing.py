@@ -8,7 +8,9 @@ every node's /messages. A node restarted during the partition catches up as well
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 
@@ -25,6 +27,7 @@ from tests.interop.users import MatrixUser
 
 CONVERGE_S = 10.0
 PER_NODE = 200
+SMALL_TIMELINE = json.dumps({"room": {"timeline": {"limit": 20}}})
 
 
 async def partition_and_heal(
@@ -64,9 +67,12 @@ async def partition_and_heal(
     assert not (await asyncio.to_thread(room_events, nodes[2].database, room)) >= (
         await asyncio.to_thread(room_events, nodes[0].database, room)
     )
+    # Node 3's client is up to date before the link returns.
+    since = (await u3.call("GET", f"/sync?timeout=0&filter={quote(SMALL_TIMELINE)}"))["next_batch"]
     lab.heal(2)
     took, held = await wait_converged(nodes, room, CONVERGE_S)
     print(f"converged {took:.2f} s after the link returned ({len(held)} events)")
+    await merged_timeline_is_a_gap_to_paginate(u3, room, since, bodies)
     states = [await current_state(u, room) for u in users]
     assert states[0] == states[1] == states[2]
     for u in users:
@@ -77,6 +83,30 @@ async def partition_and_heal(
     # The merged state: one of the two topics, chosen the same everywhere.
     topic = await u1.state(room, "m.room.topic")
     assert topic["topic"] in ("from the pair", "from the island")
+
+
+async def merged_timeline_is_a_gap_to_paginate(
+    user: MatrixUser, room: str, since: str, bodies: list[str]
+) -> None:
+    """The other side's events reach node 3's client as a ``limited`` timeline whose
+    ``prev_batch`` paginates back through all of them."""
+    synced = await user.call("GET", f"/sync?timeout=0&since={since}&filter={quote(SMALL_TIMELINE)}")
+    timeline = synced["rooms"]["join"][room]["timeline"]
+    assert timeline["limited"] is True and len(timeline["events"]) == 20
+    seen = [e["content"].get("body") for e in timeline["events"]]
+    token = timeline["prev_batch"]
+    pair = {b for b in bodies if b.startswith(("one", "two"))}
+    for _ in range(50):
+        if pair <= set(seen):
+            break
+        page = await user.call(
+            "GET", f"/rooms/{quote(room)}/messages?dir=b&limit=100&from={quote(token)}"
+        )
+        seen += [e["content"].get("body") for e in page["chunk"]]
+        token = page.get("end")
+        if token is None:
+            break
+    assert pair <= set(seen), f"{len(pair - set(seen))} of the other side's messages unseen"
 
 
 def _scenario(lab: Lab, tmp_path: Path, restart: bool) -> None:
