@@ -461,6 +461,7 @@ async def _start_discovery(node: Node, federation_listener: str) -> Any:
         getattr(node.federation_client, "resolver", None),
         node.federation_sender,
         _discovery_interfaces(node.config, ListenAddress.parse(federation_listener).host),
+        keys=node.keyring,
     )
     try:
         await discovery.start()

@@ -110,10 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
         "peers",
         help=peers_help,
         description=f"croft peers: {peers_help}, and announcements refused because "
-        "they carried another key than the pinned one.",
+        "they carried another key than the pinned one (`croft peers trust NAME` accepts "
+        "the last such key of NAME).",
     )
     _data_dir_arg(peers)
     peers.add_argument("--json", action="store_true", help="print the peers as JSON")
+    peers_sub = peers.add_subparsers(dest="peers_command", metavar="ACTION")
+    trust_help = "accept the key most recently refused for a server name"
+    trust = peers_sub.add_parser(
+        "trust",
+        help=trust_help,
+        description=f"croft peers trust: {trust_help}. A key seen first on the LAN is "
+        "pinned, like SSH's known_hosts; an announcement of that name with another key is "
+        "refused (listed by `croft peers`) and nothing from it is accepted. This pins the "
+        "refused key instead (the old one is then refused) and clears the name's refusals. "
+        "Works whether the node runs or not; a running node takes it up within about 2 s.",
+    )
+    trust.add_argument("name", metavar="NAME", help="the server name, e.g. host1.local")
+    # SUPPRESS: `croft peers --data-dir DIR trust NAME` keeps DIR.
+    trust.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="data directory (default: $CROFT_HOME or the user data directory)",
+    )
 
     keys_help = "the server's signing keys (rotate)"
     keys = sub.add_parser("keys", help=keys_help, description=f"croft keys: {keys_help}.")
@@ -318,6 +339,8 @@ def cmd_peers(args: argparse.Namespace) -> int:
     from node.discovery.registry import read_peers
 
     config = load_config(_data_dir(args))
+    if getattr(args, "peers_command", None) == "trust":
+        return _peers_trust(config.database_path, args.name)
     peers, conflicts = (
         read_peers(config.database_path) if config.database_path.exists() else ([], [])
     )
@@ -334,6 +357,24 @@ def cmd_peers(args: argparse.Namespace) -> int:
             f"REFUSED {c['server_name']} at {', '.join(c['addresses'])}: "
             f"key {c['key_id']} {c['fingerprint']} is not the pinned one"
         )
+    return 0
+
+
+def _peers_trust(database: Path, name: str) -> int:
+    from node.discovery.registry import NothingRefused, trust
+
+    try:
+        done = trust(database, name)
+    except NothingRefused as e:
+        raise CliError(f"{e}: nothing to trust (`croft peers` lists refusals)") from None
+    if done.old is None:
+        print(f"{name} was not pinned: its refusals are cleared, and the first key it")
+        print("shows on the LAN will be pinned.")
+        return 0
+    print(f"{name}: key {done.old[0]} {done.old[1]} is no longer trusted;")
+    print(f"now pinned to key {done.key_id} {done.fingerprint},")
+    print(f"announced from {', '.join(done.addresses)}. Its refusals are cleared.")
+    print("A running node takes this up within about 2 s.")
     return 0
 
 

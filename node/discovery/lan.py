@@ -15,6 +15,15 @@ LAN address when DNS knows nothing of it (LazyResolver.set_fallback). Peers pinn
 earlier runs are checked from the start, at their last addresses, before mDNS hears
 of them again.
 
+Trust (node/discovery/registry.py): an announcement naming a pinned server with
+another key is refused and reported, whatever its instance name (mDNS renames a
+service whose name is taken, RFC 6762 section 9, e.g. ``host1.local-2``: the TXT
+``sn`` is what counts); nothing from it is used, and the keyring accepts only the
+pinned key for that name (KeyRing.pins, node/federation/keyring.py). While refused
+announcements are held, their names' pins are read again every ``TRUST_POLL_S``:
+when `croft peers trust` has pinned the refused key, the peer is checked at the
+addresses it announced, and the keyring forgets what it knew of the name.
+
 zeroconf is imported only here, and this module only when discovery is enabled.
 """
 
@@ -25,6 +34,7 @@ import json
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -50,6 +60,10 @@ PROBE_INTERVAL_S = 2.0
 PROBE_TIMEOUT_S = 1.5
 LOST_AFTER = 3
 RESOLVE_TIMEOUT_MS = 3000
+TRUST_POLL_S = 1.0
+
+# What to do with a resolved record (see :func:`judge`).
+IGNORE, REFUSE, CHECK = "ignore", "refuse", "check"
 
 
 class Resolver(Protocol):
@@ -61,6 +75,14 @@ class Resolver(Protocol):
 class Sender(Protocol):
     def peer_is_back(self, destination: str) -> None: ...
     def peer_is_lost(self, destination: str) -> None: ...
+
+
+class Keys(Protocol):
+    """The keyring (node/federation/keyring.py): its LAN pin hook, and forgetting."""
+
+    pins: Callable[[str], tuple[str, str] | None] | None
+
+    async def forget(self, server_name: str) -> None: ...
 
 
 class ProbeFailed(Exception):
@@ -91,6 +113,19 @@ def _mdns_host(server_name: str) -> str:
     return host.replace(".", "-") + ".local."
 
 
+def judge(own_name: str, instance: str, a: Announcement, pin: tuple[str, str] | None) -> str:
+    """What to do with the record of service instance ``instance`` announcing ``a``,
+    given the pin of ``a.server_name``: :data:`CHECK` it, :data:`REFUSE` it (a pinned
+    name with another key, under any instance name), or :data:`IGNORE` it (ourselves,
+    or a record under another instance name than the server's own that names an
+    unknown server or the pinned key)."""
+    if a.server_name == own_name:
+        return IGNORE
+    if pin is not None and pin != (a.key_id, a.fingerprint):
+        return REFUSE
+    return CHECK if instance_name(a.server_name) == instance else IGNORE
+
+
 def check_key_document(doc: Any, a: Announcement) -> str:
     """Check a GET /_matrix/key/v2/server answer against an announcement; return the
     verify key (unpadded base64). Raises :class:`ProbeFailed`."""
@@ -114,9 +149,13 @@ def check_key_document(doc: Any, a: Announcement) -> str:
 class _Peer:
     """One announced peer being checked."""
 
-    def __init__(self, a: Announcement, addresses: tuple[str, ...]) -> None:
+    def __init__(
+        self, a: Announcement, addresses: tuple[str, ...], instance: str | None = None
+    ) -> None:
         self.announcement = a
         self.addresses = addresses
+        # the DNS-SD instance it was heard under: its goodbye means it left
+        self.instance = instance or instance_name(a.server_name)
         self.failures = 0
         self.alive_at: str | None = None  # the address that answered the last check
         self.task: asyncio.Task[None] | None = None
@@ -131,6 +170,7 @@ class LanDiscovery:
         resolver: Resolver | None,
         sender: Sender | None,
         interfaces: tuple[str, ...] = (),
+        keys: Keys | None = None,
     ) -> None:
         self.server_key = server_key
         self.server_name = server_key.server_name
@@ -139,6 +179,9 @@ class LanDiscovery:
         self.resolver = resolver
         self.sender = sender
         self.interfaces = interfaces
+        self.keys = keys
+        if keys is not None:
+            keys.pins = registry.pin
         self._zc: AsyncZeroconf | None = None
         self._browser: AsyncServiceBrowser | None = None
         self._info: AsyncServiceInfo | None = None
@@ -147,9 +190,14 @@ class LanDiscovery:
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reported: set[tuple[str, str]] = set()
+        # server name -> its last refused announcement: addresses, instance name
+        self._refused: dict[str, tuple[Announcement, tuple[str, ...], str]] = {}
+        self._watching: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, mdns: bool = True) -> None:
+        """Load the registry, check the known peers, announce and browse. Without
+        ``mdns`` (tests on loopback) nothing is announced or browsed."""
         await self.registry.load()
         # The peers known from earlier runs are checked at once at their last addresses
         # (mDNS may take long to hear of them again, e.g. after a restart while cut
@@ -166,6 +214,13 @@ class LanDiscovery:
             connector=aiohttp.TCPConnector(ssl=ctx, force_close=True),
             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
         )
+        if mdns:
+            self._start_mdns()
+        for peer in self._peers.values():
+            if peer.task is None:
+                peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
+
+    def _start_mdns(self) -> None:
         choice: Any = list(self.interfaces) if self.interfaces else InterfaceChoice.All
         self._zc = AsyncZeroconf(interfaces=choice, ip_version=IPVersion.V4Only)
         a = Announcement(
@@ -188,9 +243,6 @@ class LanDiscovery:
         self._browser = AsyncServiceBrowser(
             self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change]
         )
-        for peer in self._peers.values():
-            if peer.task is None:
-                peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
 
     async def _announce(self) -> None:
         assert self._zc is not None and self._info is not None
@@ -209,6 +261,12 @@ class LanDiscovery:
             self._announcing.cancel()
             try:
                 await self._announcing
+            except BaseException:
+                pass
+        if self._watching is not None:
+            self._watching.cancel()
+            try:
+                await self._watching
             except BaseException:
                 pass
         for peer in self._peers.values():
@@ -260,15 +318,14 @@ class LanDiscovery:
         except InvalidRecord as e:
             log.debug("discovery: ignoring %s: %s", name, e)
             return
-        if a.server_name == self.server_name or instance_name(a.server_name) != name:
-            return  # ourselves, or a record naming someone else
+        verdict = judge(self.server_name, name, a, self.registry.pin(a.server_name))
+        if verdict == IGNORE:
+            return
         addresses = tuple(info.parsed_addresses(IPVersion.V4Only))
         if not addresses:
             return
-        try:
-            self.registry.check(a)
-        except KeyConflict:
-            await self._report(a, addresses)
+        if verdict == REFUSE:
+            await self._report(a, addresses, name)
             return
         peer = self._peers.get(a.server_name)
         if peer is None:
@@ -278,19 +335,70 @@ class LanDiscovery:
             peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
 
     async def _removed(self, name: str) -> None:
-        server_name = name.removesuffix("." + SERVICE_TYPE)
-        peer = self._peers.pop(server_name, None)
-        if peer is None:
-            return
-        if peer.task is not None:
-            peer.task.cancel()
-        await self._lost(server_name)
+        for server_name, peer in list(self._peers.items()):
+            if peer.instance == name:
+                del self._peers[server_name]
+                if peer.task is not None:
+                    peer.task.cancel()
+                await self._lost(server_name)
 
-    async def _report(self, a: Announcement, addresses: tuple[str, ...]) -> None:
+    async def _report(self, a: Announcement, addresses: tuple[str, ...], instance: str) -> None:
+        self._refused[a.server_name] = (a, addresses, instance)
+        if self._watching is None or self._watching.done():
+            self._watching = asyncio.get_running_loop().create_task(self._watch_pins())
         if (a.server_name, a.fingerprint) in self._reported:
             return
         self._reported.add((a.server_name, a.fingerprint))
         await self.registry.report_conflict(a, addresses)
+
+    # -- trust: `croft peers trust` changes a pin in the database
+
+    async def _watch_pins(self) -> None:
+        while self._refused:
+            await asyncio.sleep(TRUST_POLL_S)
+            try:
+                stored = await self.registry.stored_pins(list(self._refused))
+            except Exception as e:  # the database is busy or closing: try again
+                log.debug("discovery: cannot read the pins: %s", e)
+                continue
+            for server_name in list(self._refused):
+                if stored.get(server_name) == self.registry.pin(server_name):
+                    continue
+                try:
+                    await self._pin_changed(server_name)
+                except Exception:  # a bug: log it, the watch goes on
+                    log.exception("discovery: taking up the new pin of %s failed", server_name)
+
+    async def _pin_changed(self, server_name: str) -> None:
+        """The owner changed ``server_name``'s pin: stop checking the old key holder,
+        forget its keys, and check the refused announcement if it holds the new key."""
+        old = self._peers.pop(server_name, None)
+        if old is not None and old.task is not None:
+            old.task.cancel()
+        pinned = await self.registry.reload(server_name)
+        if self.keys is not None:
+            await self.keys.forget(server_name)
+        if self.resolver is not None:
+            self.resolver.clear_override(server_name)
+        if self.sender is not None:
+            self.sender.peer_is_lost(server_name)
+        a, addresses, instance = self._refused[server_name]
+        try:
+            self.registry.check(a)
+        except KeyConflict:  # pinned to yet another key: check that one where it was
+            if pinned is not None:
+                a = Announcement(server_name, pinned.port, pinned.key_id, pinned.fingerprint)
+                self._check(_Peer(a, pinned.addresses))
+            return
+        del self._refused[server_name]
+        self._reported.discard((server_name, a.fingerprint))
+        log.info("discovery: %s is trusted with key %s %s", server_name, a.key_id, a.fingerprint)
+        self._fallback(server_name, addresses, a.port)
+        self._check(_Peer(a, addresses, instance))
+
+    def _check(self, peer: _Peer) -> None:
+        self._peers[peer.announcement.server_name] = peer
+        peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
 
     # -- liveness
 
@@ -319,7 +427,7 @@ class LanDiscovery:
             try:
                 came_alive = await self.registry.mark_alive(a, peer.addresses, verify_key)
             except KeyConflict:
-                await self._report(a, peer.addresses)
+                await self._report(a, peer.addresses, peer.instance)
                 return
             if came_alive:
                 log.info("discovery: %s is alive at %s:%d", a.server_name, address, a.port)

@@ -18,6 +18,14 @@ Fetches are shared: concurrent look-ups for one server wait on one fetch. After 
 fetch attempt a server is not asked again for a minute (``RETRY_AFTER_MS``), so a flood
 of requests or events naming a dead server, or an unknown key ID, costs no traffic.
 Memory holds a bounded LRU of keys and a bounded table of recent attempts.
+
+Keys pinned on the LAN (node/discovery/registry.py, trust on first use): when the
+optional ``pins`` hook names a pin for a server, (key ID, fingerprint), that key is the
+only one of the server's keys the ring uses; another key ID is refused without a fetch,
+a stored key with another fingerprint is ignored, and a fetched document (directly or
+through a notary) that does not carry the pinned key, signed by it, is refused and not
+stored. So a LAN node claiming a pinned name with its own key cannot authenticate as
+it. :meth:`KeyRing.forget` drops what is known of a server whose pin changed.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from node.discovery.service import key_fingerprint
 from node.events.canonical import encode_canonical_json, parse_json
 from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
@@ -59,6 +68,9 @@ MAX_NOTARY_ANSWER_BYTES = 2 * 1024**2
 MAX_SIGNATURES_PER_SERVER = 8
 MEMORY_KEYS = 1024
 MEMORY_SERVERS = 4096
+
+# server name -> its pinned (key ID, key fingerprint), or None when it has no pin.
+PinLookup = Callable[[str], tuple[str, str] | None]
 
 
 class KeyNotFound(Exception):
@@ -172,6 +184,8 @@ class KeyRing:
         self._memory: OrderedDict[tuple[str, str], StoredKey] = OrderedDict()
         self._attempted: OrderedDict[str, int] = OrderedDict()  # server -> ms
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Set by LAN discovery (node/discovery/lan.py): see the module docstring.
+        self.pins: PinLookup | None = None
 
     @property
     def server_name(self) -> str:
@@ -202,6 +216,10 @@ class KeyRing:
             if own[1] is not None and valid_at_ms is not None and valid_at_ms > own[1]:
                 raise KeyNotFound(f"this server's key {key_id} expired at {own[1]}")
             return own[0]
+        pin = self._pin(server_name)
+        if pin is not None and key_id != pin[0]:
+            log.info("keys of %s: refused %s, the LAN pin is %s", server_name, key_id, pin[0])
+            raise KeyNotFound(f"{server_name} is pinned on the LAN to key {pin[0]}, not {key_id}")
         stored = await self._stored(server_name, key_id)
         if stored is not None and stored.usable_at(valid_at_ms):
             return stored.verify_key
@@ -303,7 +321,7 @@ class KeyRing:
         found = self._memory.get(cache_key)
         if found is not None:
             self._memory.move_to_end(cache_key)
-            return found
+            return found if self._pinned_or_free(server_name, key_id, found.verify_key) else None
         row = await self.db.fetchone(
             "SELECT verify_key, valid_until_ts, expired_ts FROM server_keys"
             " WHERE server_name = ? AND key_id = ?",
@@ -320,7 +338,50 @@ class KeyRing:
         self._memory[cache_key] = stored
         while len(self._memory) > MEMORY_KEYS:
             self._memory.popitem(last=False)
-        return stored
+        return stored if self._pinned_or_free(server_name, key_id, stored.verify_key) else None
+
+    # -- LAN pins ----------------------------------------------------------------------
+
+    def _pin(self, server_name: str) -> tuple[str, str] | None:
+        return self.pins(server_name) if self.pins is not None else None
+
+    def _pinned_or_free(self, server_name: str, key_id: str, key: VerifyKey) -> bool:
+        """False when ``server_name`` is pinned on the LAN to another key than this."""
+        pin = self._pin(server_name)
+        return pin is None or (key_id, key_fingerprint(encode_verify_key_base64(key))) == pin
+
+    def _admit(self, doc: KeyDocument, fetched_from: str) -> bool:
+        """False when ``doc``'s server is pinned on the LAN and the document lacks the
+        pinned key or its signature (parse_key_document checked every signature by a
+        listed key)."""
+        pin = self._pin(doc.server_name)
+        if pin is None:
+            return True
+        key = doc.verify_keys.get(pin[0])
+        if key is not None and pin[0] in doc.document["signatures"][doc.server_name]:
+            if self._pinned_or_free(doc.server_name, pin[0], key):
+                return True
+        log.warning(
+            "keys of %s from %s: refused, not the key pinned on the LAN (%s %s)",
+            doc.server_name,
+            fetched_from,
+            *pin,
+        )
+        return False
+
+    async def forget(self, server_name: str) -> None:
+        """Drop every key of ``server_name``, cached or stored, and the memory of a
+        recent fetch, so the next look-up fetches again (its LAN pin changed)."""
+        for cache_key in [k for k in self._memory if k[0] == server_name]:
+            del self._memory[cache_key]
+        self._attempted.pop(server_name, None)
+
+        def txn(conn: Any) -> None:
+            conn.execute("DELETE FROM server_keys WHERE server_name = ?", (server_name,))
+            conn.execute("DELETE FROM server_key_documents WHERE server_name = ?", (server_name,))
+
+        await self.db.write_sync(txn)
+        log.info("keys of %s: forgotten (its LAN pin changed)", server_name)
 
     async def store(self, doc: KeyDocument, fetched_from: str) -> None:
         """Store a checked key document and the keys it lists. A key already described
@@ -338,8 +399,14 @@ class KeyRing:
         ]
         text = encode_canonical_json(doc.document).decode("utf-8")
         server = doc.server_name
+        # A server pinned on the LAN has only the keys of its latest admitted document:
+        # a key stored before its pin changed must not outlive it (nor, under the same
+        # key ID, shadow the pinned one with a later valid_until_ts).
+        replace = self._pin(server) is not None
 
         def txn(conn: Any) -> None:
+            if replace:
+                conn.execute("DELETE FROM server_keys WHERE server_name = ?", (server,))
             doc_id = conn.execute(
                 "INSERT INTO server_key_documents"
                 " (server_name, document, valid_until_ts, fetched_ts, fetched_from)"
@@ -434,6 +501,8 @@ class KeyRing:
         except (FederationRequestError, ValueError) as e:
             log.info("keys of %s: direct fetch failed: %s", server_name, e)
             return False
+        if not self._admit(doc, server_name):
+            return False
         await self.store(doc, server_name)
         return key_id is None or key_id in doc.verify_keys or key_id in doc.old_verify_keys
 
@@ -469,6 +538,8 @@ class KeyRing:
                 doc = parse_key_document(raw, server_name)
             except (SignatureError, ValueError) as e:
                 log.info("keys of %s from notary %s: %s", server_name, notary, e)
+                continue
+            if not self._admit(doc, notary):
                 continue
             await self.store(doc, notary)
             found = found or key_id is None or key_id in doc.verify_keys

@@ -446,7 +446,8 @@ class RoomService:
 
     def _destinations(self, event: Event, head: RoomHead) -> set[str]:
         """The other servers an event goes to: every server with a joined member (in the
-        state before it), and the server of the user a membership event is about."""
+        state before it), and the server of the user a membership event is about (not
+        for an invite: that server had it through /invite, and is not in the room)."""
         if self.sender is None:
             return set()
         servers = {
@@ -454,7 +455,12 @@ class RoomService:
             for key, ev in head.state.items()
             if key[0] == MEMBER and ev.membership == "join" and ":" in key[1]
         }
-        if event.type == MEMBER and event.state_key and ":" in event.state_key:
+        if (
+            event.type == MEMBER
+            and event.state_key
+            and ":" in event.state_key
+            and event.membership != "invite"
+        ):
             servers.add(event.state_key.split(":", 1)[1])
         servers.discard(self.server_key.server_name)
         return servers

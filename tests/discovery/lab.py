@@ -242,12 +242,12 @@ class LabNode:
         """Start the process (from the thread that will outlive it: the child dies with
         the thread that started it)."""
         self.init()
-        env = lab_env(
-            CROFT_FEATURES_DISCOVERY="true",
-            CROFT_DISCOVERY_INTERFACES=self.address,
-            CROFT_LOGGING_LEVEL="debug",
-            **self.env,
-        )
+        defaults = {
+            "CROFT_FEATURES_DISCOVERY": "true",
+            "CROFT_DISCOVERY_INTERFACES": self.address,
+            "CROFT_LOGGING_LEVEL": "debug",
+        }
+        env = lab_env(**{**defaults, **self.env})
         log = self.log_path.open("ab")
         try:
             self.started_at = time.time()
