@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help=run_help,
         description=f"croft run: {run_help}. Stops cleanly on Ctrl-C or SIGTERM; "
-        "`croft status` shows whether it runs.",
+        "`croft status` shows whether it runs. Unless the federation listener is on "
+        "loopback only or [features] discovery is false, the node announces itself on the "
+        "LAN over mDNS (_matrix-fed._tcp) and federates with the peers it finds there "
+        "(`croft peers`).",
     )
     _data_dir_arg(run)
     run.add_argument(
@@ -281,8 +284,8 @@ async def _run(config: object) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # LAN discovery (mDNS) runs when features.discovery is on: off by default until
-    # issue #5 is finished (`CROFT_FEATURES_DISCOVERY=true` or config.toml turn it on).
+    # LAN discovery (mDNS) runs when features.discovery is on (the default), unless the
+    # federation listener is on loopback only (node/app.py serve).
     running = await serve(config, discovery=True)
     try:
         await stop.wait()
