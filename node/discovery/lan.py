@@ -6,8 +6,9 @@ minutes, so liveness is the node's own check: every ``PROBE_INTERVAL_S`` it fetc
 the peer's signed key document (server-server-api "Retrieving server keys",
 GET /_matrix/key/v2/server) over the federation port. A peer is alive when the
 document is signed by the key whose fingerprint it announced; it is lost after
-``LOST_AFTER`` failed checks in a row (about 6-9 s) and alive again at the first good
-one (within ``PROBE_INTERVAL_S``). While alive its server name resolves to its LAN
+``LOST_AFTER`` failed checks in a row (about 5.5-7.5 s) and alive again at the first
+good one (a peer not alive is checked every ``LOST_INTERVAL_S``, or as soon as the
+last check timed out). While alive its server name resolves to its LAN
 address ahead of DNS (LazyResolver.set_override) and the federation sender retries
 it at once (FederationSender.peer_is_back); when lost, the sender gives up the request
 in flight to it (FederationSender.peer_is_lost) and its name falls back to its last
@@ -57,6 +58,7 @@ from node.federation.keys import ServerKey
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 2.0
+LOST_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 1.5
 LOST_AFTER = 3
 RESOLVE_TIMEOUT_MS = 3000
@@ -412,8 +414,10 @@ class LanDiscovery:
                 raise
             except Exception as e:  # one failed check; the loop goes on
                 log.debug("discovery: check of %s failed: %s", peer.announcement.server_name, e)
-            # A check every PROBE_INTERVAL_S, however long the last one took.
-            await asyncio.sleep(max(0.0, started + PROBE_INTERVAL_S - loop.time()))
+            # A check every PROBE_INTERVAL_S, however long the last one took; a peer
+            # not alive is checked more often, so that its return is noticed sooner.
+            interval = PROBE_INTERVAL_S if peer.alive_at is not None else LOST_INTERVAL_S
+            await asyncio.sleep(max(0.0, started + interval - loop.time()))
 
     async def _probe_once(self, peer: _Peer) -> None:
         a = peer.announcement

@@ -34,7 +34,7 @@ from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
 from node.events.signing import SignatureError
 from node.federation.common import FederationRequestError, Unreachable, path_segment
-from node.federation.pdu_format import PduFormatError, parse_pdu
+from node.federation.pdu_format import MAX_PREV_EVENTS, PduFormatError, parse_pdu
 from node.push.store import add_notification_sync
 from node.rooms.auth import (
     AuthError,
@@ -54,10 +54,11 @@ from node.storage.state import (
 
 log = logging.getLogger(__name__)
 
-# How many events one received PDU may cause to be fetched, all requests together.
-FETCH_BUDGET = 2000
-# /get_missing_events: events asked for per request.
-MISSING_EVENTS_LIMIT = 20
+# How many events one received PDU may cause to be fetched, all requests together
+# (the events of a gap are held in memory until they are processed, oldest first).
+FETCH_BUDGET = 5000
+# /get_missing_events: events asked for per request (a server may send fewer).
+MISSING_EVENTS_LIMIT = 100
 # A PDU that cannot be processed because a server it needs is unreachable makes its
 # transaction fail (the sender retries it) this many times before it is dropped.
 MAX_DEFERRALS = 20
@@ -92,8 +93,8 @@ class Received:
 
 
 class _Budget:
-    def __init__(self, events: int = FETCH_BUDGET) -> None:
-        self.left = events
+    def __init__(self, events: int | None = None) -> None:
+        self.left = FETCH_BUDGET if events is None else events
 
     def take(self, n: int) -> None:
         self.left -= n
@@ -251,7 +252,9 @@ class PduReceiver:
 
     # -- 4 to 6 (under the room lock) ----------------------------------------------------
 
-    async def _process(self, origin: str, event: Event, budget: _Budget) -> Received:
+    async def _process(
+        self, origin: str, event: Event, budget: _Budget, *, fill_gaps: bool = True
+    ) -> Received:
         known = await self._dag_status(event.event_id)
         if known is not None:
             return Received(event.event_id, "known")
@@ -262,9 +265,10 @@ class PduReceiver:
                 f"{event.event_id}: prev events in another room: {strays}", event.event_id
             )
         missing = await self._missing_prevs(event)
-        if missing:
-            await self._fetch_missing_events(origin, event, missing, budget)
+        if missing and fill_gaps:
+            await self._fetch_missing_events(origin, event, budget)
             missing = await self._missing_prevs(event)
+            budget = _Budget()  # the walk's budget is spent on the walk
         gap_states: list[StateIds] = []
         for prev_id in missing:
             gap_states.append(await self._state_after_remote(origin, event, prev_id, budget))
@@ -318,44 +322,71 @@ class PduReceiver:
         groups = await self.states.event_groups(prevs)
         return [p for p in prevs if p not in groups]
 
-    async def _fetch_missing_events(
-        self, origin: str, event: Event, missing: list[str], budget: _Budget
-    ) -> None:
-        """Fill a gap before ``event`` with /get_missing_events. The events come back
-        oldest first and each goes through the whole pipeline (they join the DAG, not
-        the outliers); the oldest may have a gap of its own, filled the same way until
-        the budget runs out."""
-        earliest = [eid for eid, _ in await self.events.get_forward_extremities(event.room_id)]
-        try:
-            body = await self.node.federation_client.post_json(
-                origin,
-                f"/_matrix/federation/v1/get_missing_events/{path_segment(event.room_id)}",
-                body={
-                    "earliest_events": earliest,
-                    "latest_events": [event.event_id],
-                    "limit": MISSING_EVENTS_LIMIT,
-                    "min_depth": 0,
-                },
-            )
-        except FederationRequestError as e:
-            log.info("get_missing_events from %s failed: %s", origin, e)
-            return
-        pdus = body.get("events") if isinstance(body, dict) else None
-        if not isinstance(pdus, list) or not pdus:
-            return
-        budget.take(len(pdus))
-        fetched: list[Event] = []
-        for raw in pdus[:MISSING_EVENTS_LIMIT]:
+    async def _fetch_missing_events(self, origin: str, event: Event, budget: _Budget) -> None:
+        """Fill a gap before ``event`` with /get_missing_events, walking back: each
+        answer holds events before the ones asked about (back to our forward
+        extremities); the next request asks about the fetched events whose prev events
+        are still unknown, until none are or the budget runs out. Then the fetched
+        events go through the whole pipeline oldest first and join the DAG one by one
+        (what is stored stays stored if a later one fails). One at the edge of a
+        truncated walk gets the state before it from /state (:meth:`_process` with
+        ``fill_gaps=False``)."""
+        room = event.room_id
+        earliest = [eid for eid, _ in await self.events.get_forward_extremities(room)]
+        fetched: dict[str, Event] = {}
+        latest = [event.event_id]
+        while latest and budget.left > 0:
             try:
-                ev = await self.check_event(raw, event.room_version)
+                body = await self.node.federation_client.post_json(
+                    origin,
+                    f"/_matrix/federation/v1/get_missing_events/{path_segment(room)}",
+                    body={
+                        "earliest_events": earliest,
+                        "latest_events": latest,
+                        "limit": min(MISSING_EVENTS_LIMIT, budget.left),
+                        "min_depth": 0,
+                    },
+                )
+            except FederationRequestError as e:
+                log.info("get_missing_events from %s failed: %s", origin, e)
+                break
+            pdus = body.get("events") if isinstance(body, dict) else None
+            if not isinstance(pdus, list) or not pdus:
+                break
+            new = 0
+            for raw in pdus[:MISSING_EVENTS_LIMIT]:
+                try:
+                    ev = await self.check_event(raw, event.room_version)
+                except PduDropped as e:
+                    log.info("missing event from %s dropped: %s", origin, e)
+                    continue
+                if ev.room_id == room and ev.event_id != event.event_id:
+                    if ev.event_id not in fetched:
+                        fetched[ev.event_id] = ev
+                        new += 1
+            budget.left -= new
+            if new == 0:
+                break
+            wanted = {p for ev in fetched.values() for p in ev.prev_event_ids} - set(fetched)
+            known = await self.states.event_groups(list(wanted))
+            unknown = wanted - set(known)
+            latest = [e.event_id for e in fetched.values() if unknown & set(e.prev_event_ids)]
+            latest = latest[:MAX_PREV_EVENTS]
+        if budget.left <= 0:
+            log.info(
+                "get_missing_events from %s: stopped after %d events before %s",
+                origin,
+                len(fetched),
+                event.event_id,
+            )
+        # Prev events before their children (depth grows along prev edges).
+        for ev in sorted(fetched.values(), key=lambda e: (e.depth, e.origin_server_ts, e.event_id)):
+            try:
+                await self._process(origin, ev, _Budget(), fill_gaps=False)
+            except PduDeferred:
+                raise
             except PduDropped as e:
-                log.info("missing event from %s dropped: %s", origin, e)
-                continue
-            if ev.room_id == event.room_id and ev.event_id != event.event_id:
-                fetched.append(ev)
-        fetched.sort(key=lambda e: (e.depth, e.origin_server_ts, e.event_id))
-        for ev in fetched:
-            await self._process(origin, ev, budget)
+                log.info("missing event %s from %s dropped: %s", ev.event_id, origin, e)
 
     async def _state_after_remote(
         self, origin: str, event: Event, prev_id: str, budget: _Budget

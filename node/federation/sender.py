@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 MAX_PDUS_PER_TXN = 50  # spec "Transactions"
 MAX_EDUS_PER_TXN = 100
 # Queued PDUs per destination beyond which the older ones are thinned (see catch-up).
-CATCH_UP_CAP = 1000
+CATCH_UP_CAP = 5000
 # Non-durable EDUs kept in memory per destination (oldest dropped first).
 MAX_MEMORY_EDUS = 500
 # Concurrent transactions (all destinations together).

@@ -159,7 +159,13 @@ async def test_a_running_node_takes_up_a_trust_change(db: Database, tmp_path: Pa
 
             t0 = time.monotonic()
             await asyncio.to_thread(trust, db.path, name)
-            while (peer := registry.get(name)) is None or peer.state != ALIVE:
+            # Alive in the registry, then (once its write is done) resolved and retried.
+            while (
+                (peer := registry.get(name)) is None
+                or peer.state != ALIVE
+                or name not in resolver.overrides
+                or sender.calls[-1:] != [("back", name)]
+            ):
                 assert time.monotonic() - t0 < 10, "the trust change was not taken up"
                 await asyncio.sleep(0.02)
             took = time.monotonic() - t0
