@@ -635,6 +635,18 @@ class PduReceiver:
             if event.is_state:
                 head.state[event.key] = event
             head.group = after_group
+        elif (
+            current is not None
+            and head is not None
+            and current[0] == current[1]
+            and not event.is_state
+            and redacted_by is None
+        ):
+            # Another branch stays: the event only replaces its prevs as an extremity.
+            head.extremities = [x for x in head.extremities if x[0] not in prevs] + [
+                (event.event_id, event.depth)
+            ]
+            head.group = current[2]
         else:
             self.rooms.forget_head(room_id)
         if current is not None:
@@ -691,6 +703,11 @@ class PduReceiver:
         others = [e for e in extremities if e not in set(event.prev_event_ids)]
         if not others:
             return old, after, after_group, None
+        replaces_one = len(event.prev_event_ids) == 1 and len(others) < len(extremities)
+        if not event.is_state and replaces_one and old_group is not None:
+            # A message replacing one extremity: the states to resolve are the same as
+            # before it (the state after it is its prev's), so is their resolution.
+            return old, old, old_group, None
         groups = await self.states.event_groups(others)
         sets = [after] + [
             await self.states.state_ids(g) for g in {x.after for x in groups.values()}
