@@ -713,7 +713,10 @@ class PduReceiver:
             await self.states.state_ids(g) for g in {x.after for x in groups.values()}
         ]
         try:
-            new = await resolve_state(event.room_version, sets, _StoreSource(self))
+            # The event is not stored yet: the resolution must see it (it may be in
+            # the conflicted set), or a state event losing nothing would lose.
+            source = _StoreSource(self, {event.event_id: event})
+            new = await resolve_state(event.room_version, sets, source)
         except StateResolutionError as e:
             log.warning("cannot resolve the state of %s: %s; keeping it", room_id, e)
             new = old
