@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import socket
 import subprocess
@@ -15,15 +16,26 @@ import aiohttp
 _handed_out: set[int] = set()
 
 
+# Below Linux's ephemeral range (32768-60999 by default): a port handed out here is
+# never taken meanwhile as the source port of some outgoing connection, as one the
+# kernel picked for bind(0) can be before the node binds it.
+PORT_RANGE = (20000, 32000)
+_ports = random.Random()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free now (never the same one twice per process)."""
-    for _ in range(50):
+    for _ in range(200):
+        port = _ports.randrange(*PORT_RANGE)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     raise OSError("no free loopback port found")
 
 
