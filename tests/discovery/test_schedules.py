@@ -3,10 +3,10 @@
 Three `croft run` nodes share a room. A schedule, drawn from a seeded random generator,
 runs ``STEPS`` steps; each step changes the links (a node's link cut or healed, or the
 unicast path between two nodes blocked or unblocked while mDNS multicast still flows),
-then every node sends a few messages (and now and then changes the topic) while the
-links stay so for a random while. Then every link heals, and within ``CONVERGE_S`` the
-three nodes hold the same events and the same current state, and every message sent is
-in every node's /messages, once.
+then every node sends a few messages (and now and then changes the topic or the power
+levels) while the links stay so for a random while. Then every link heals, and within
+``CONVERGE_S`` the three nodes hold the same events and the same current state, and
+every message sent is in every node's /messages, once.
 
 The seeds are listed in ``SEEDS`` (``CROFT_LAB_SEEDS=1,2,3`` runs others); a failure
 prints the schedule, so that a seed reproduces it.
@@ -74,7 +74,8 @@ class Links:
 async def traffic(
     rng: random.Random, users: list[MatrixUser], room: str, step: int
 ) -> tuple[list[str], list[str]]:
-    """Each node sends 0-12 messages, and changes the topic with probability 0.3."""
+    """Each node sends 0-12 messages, changes the topic with probability 0.3 and the
+    power levels (``users_default``, nobody's own level) with probability 0.15."""
     jobs = []
     topics: list[str] = []
     for k, u in enumerate(users):
@@ -83,6 +84,10 @@ async def traffic(
             topic = f"topic of node {k + 1} at step {step}"
             topics.append(topic)
             jobs.append(u.put_state(room, "m.room.topic", {"topic": topic}))
+        if rng.random() < 0.15:
+            pl = await u.state(room, "m.room.power_levels")
+            pl["users_default"] = 10 * (k + 1) + step
+            jobs.append(u.put_state(room, "m.room.power_levels", pl))
     results = await asyncio.gather(*jobs)
     bodies = [b for r in results if isinstance(r, list) for b in r]
     return bodies, topics
