@@ -430,7 +430,7 @@ async def partition(bench: Bench, nodes: list[LabNode], http: aiohttp.ClientSess
     for n, u in zip(nodes, users, strict=True):
         seen = [
             e["content"].get("body")
-            for e in await u.history(room, 100)
+            for e in await u.history(room, 1000)
             if e["type"] == "m.room.message"
         ]
         counted = {b: 0 for b in expected}
