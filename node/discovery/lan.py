@@ -337,11 +337,13 @@ class LanDiscovery:
             peer.task = asyncio.get_running_loop().create_task(self._probe_loop(peer))
 
     async def _removed(self, name: str) -> None:
+        """An mDNS goodbye (the peer stops): lost at once. It is still checked (every
+        ``LOST_INTERVAL_S``), so that its return is noticed even when its next
+        announcement is not heard (a restart while our link was down)."""
         for server_name, peer in list(self._peers.items()):
             if peer.instance == name:
-                del self._peers[server_name]
-                if peer.task is not None:
-                    peer.task.cancel()
+                peer.alive_at = None
+                peer.failures = max(peer.failures, LOST_AFTER)
                 await self._lost(server_name)
 
     async def _report(self, a: Announcement, addresses: tuple[str, ...], instance: str) -> None:

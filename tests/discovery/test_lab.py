@@ -7,7 +7,8 @@ machine, and mDNS never touches the machine's real interfaces. Each node lists t
 other two within 5 s of starting (its own clock: first_seen_ts against run.json's
 started_at); a cut link is noticed within about 10 s and a returning peer within about
 2 s (bounds below, with the measured times printed; benchmarks/lan.py has the
-distribution).
+distribution); a node that stops says goodbye and is lost at once, and is found again
+when it restarts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.discovery.scenario import wait_peers
 FOUND_BOUND_S = 5.0
 CUT_BOUND_S = 10.0
 RETURN_BOUND_S = 3.0
+GOODBYE_BOUND_S = 2.0  # far under the ~7 s of a silent cut: the goodbye is heard
 
 
 def test_nodes_find_each_other_and_notice_cuts(lab: Lab, tmp_path: Path) -> None:
@@ -75,6 +77,15 @@ def test_nodes_find_each_other_and_notice_cuts(lab: Lab, tmp_path: Path) -> None
             took = await wait_peers(nodes, within=30, poll=0.02)
             print(f"return noticed by all in {took:.2f} s")
             assert took <= RETURN_BOUND_S
+
+            # Node 3 stops (its mDNS goodbye marks it lost at once) and starts again.
+            nodes[2].stop()
+            took = await wait_peers(nodes[:2], [{names[1]}, {names[0]}], within=30, poll=0.02)
+            print(f"a stopped node is lost {took:.2f} s after it exited")
+            assert took <= GOODBYE_BOUND_S
+            nodes[2].start()
+            took = await wait_peers(nodes, within=30)
+            print(f"a restarted node is alive for all {took:.2f} s after its spawn")
         finally:
             for n in nodes:
                 n.stop()
