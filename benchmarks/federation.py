@@ -38,9 +38,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import shutil
 import signal
 import statistics
@@ -60,7 +57,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sends import cpu_s  # a sibling script, not a package
-from startup import OUT_DIR, ROOT, child_env, git_commit, percentile, proc_status
+from startup import OUT_DIR, ROOT, child_env, percentile, proc_status, write_report
 
 sys.path.insert(0, str(ROOT))
 from tests.interop.croft_node import CroftProcess  # the interop harness
@@ -419,28 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     c2c = results["latency"].get("A->B (croft->croft)")
     if c2c is not None:
         targets["croft_to_croft_p50_under_10_ms"] = c2c["delivered_ms"]["p50"] < TARGET_CROFT_P50_MS
-    report = {
-        "benchmark": "federation",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": [sys.executable, "-m", "node.cli", "run", "--data-dir", "DIR"],
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(),
-        },
-        "commit": git_commit(),
-        "results": results,
-        "targets": targets,
-    }
-    for name, ok in targets.items():
-        print(f"  {'met   ' if ok else 'MISSED'} {name}")
-    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / f"federation-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out_file.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {out_file}")
+    write_report(
+        "federation",
+        args,
+        [sys.executable, "-m", "node.cli", "run", "--data-dir", "DIR"],
+        results,
+        targets,
+    )
     return 1 if "failed" in results else 0
 
 

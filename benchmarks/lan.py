@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -60,7 +59,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sends import cpu_s  # a sibling script, not a package
-from startup import OUT_DIR, ROOT, git_commit, proc_status
+from startup import OUT_DIR, ROOT, proc_status, write_report
 
 sys.path.insert(0, str(ROOT))
 from node.discovery.registry import ALIVE, LOST, Peer, read_peers
@@ -697,28 +696,13 @@ def main(argv: list[str] | None = None) -> int:
     s = summarise(results) if results["rounds"] else {}
     results["summary"] = s
     targets = print_summary(results, s) if s else {}
-    report = {
-        "benchmark": "lan",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": [sys.executable, "-m", "node.cli", "run", "--data-dir", "DIR"],
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(),
-        },
-        "commit": git_commit(),
-        "results": results,
-        "targets": targets,
-    }
-    for name, ok in targets.items():
-        print(f"  {'met   ' if ok else 'MISSED'} {name}")
-    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / f"lan-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out_file.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {out_file}")
+    write_report(
+        "lan",
+        args,
+        [sys.executable, "-m", "node.cli", "run", "--data-dir", "DIR"],
+        results,
+        targets,
+    )
     return 1 if "failed" in results else 0
 
 

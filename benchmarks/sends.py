@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -56,10 +54,10 @@ from startup import (  # a sibling script, not a package
     child_env,
     croft_command,
     free_port,
-    git_commit,
     percentile,
     proc_status,
     stop,
+    write_report,
 )
 
 OWNER = "bench"
@@ -401,26 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     if "latency_ms" in results:
         targets["latency_p50_under_3_ms"] = results["latency_ms"]["p50"] < TARGET_P50_MS
     targets["idle_rss_under_45_MiB"] = mib(results["idle_rss_kib"]) < TARGET_IDLE_RSS_MIB
-    report = {
-        "benchmark": "sends",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": [*command, "run", "--data-dir", "DIR"],
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "commit": git_commit(),
-        "results": results,
-        "targets": targets,
-    }
-    for name, ok in targets.items():
-        print(f"  {'met   ' if ok else 'MISSED'} {name}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    out_file = args.out / f"sends-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out_file.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten: {out_file}")
+    write_report("sends", args, [*command, "run", "--data-dir", "DIR"], results, targets)
     return 0
 
 

@@ -187,6 +187,44 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (the load average as the run ends)."""
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_end": os.getloadavg(),
+    }
+
+
+def write_report(
+    name: str,
+    args: argparse.Namespace,
+    command: list[str],
+    results: dict[str, Any],
+    targets: dict[str, bool],
+) -> Path:
+    """Print which targets were met and write the run as JSON to ``args.out``."""
+    report = {
+        "benchmark": name,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine(),
+        "commit": git_commit(),
+        "results": results,
+        "targets": targets,
+    }
+    for target, ok in targets.items():
+        print(f"  {'met   ' if ok else 'MISSED'} {target}")
+    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_file = args.out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out_file.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten: {out_file}")
+    return out_file
+
+
 def git_commit() -> str | None:
     try:
         r = subprocess.run(
@@ -296,12 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": args.profile or "laptop (default)",
         "runs": args.runs,
         "idle_s": args.idle,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": machine(),
         "commit": git_commit(),
         "summary": summary,
         "targets": targets,

@@ -20,12 +20,10 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from node.datadir import OLD_KEYS_FILE, SIGNING_KEY_FILE
 from node.discovery.registry import ALIVE, LOST, read_peers
@@ -40,7 +38,6 @@ from tests.discovery.lab import (
     croft_command,
     lab_env,
     run_in_netns,
-    unavailable,
 )
 from tests.discovery.scenario import wait_peers
 from tests.interop.util import die_with_parent
@@ -48,19 +45,6 @@ from tests.interop.util import die_with_parent
 # "within a few seconds" (the running node re-reads pins every second, checks at once)
 TRUST_BOUND_S = 5.0
 SPOOFED = "host1.local"
-
-
-@pytest.fixture
-def lab4() -> Iterator[Lab]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(4)
-    try:
-        lab.up()
-        yield lab
-    finally:
-        lab.down()
 
 
 class Spoofer(LabNode):
