@@ -23,6 +23,7 @@ stops a transaction.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from node.rooms.auth import (
     redaction_is_allowed,
 )
 from node.rooms.state_res import StateResolutionError, resolve_state
+from node.storage.database import StorageError
 from node.storage.events import persist_event
 from node.storage.state import (
     NewGroup,
@@ -62,6 +64,11 @@ MISSING_EVENTS_LIMIT = 100
 # A PDU that cannot be processed because a server it needs is unreachable makes its
 # transaction fail (the sender retries it) this many times before it is dropped.
 MAX_DEFERRALS = 20
+
+
+# Set while a transaction's PDUs are processed: their commits are fsynced together,
+# once, before the transaction is answered (PduReceiver.on_pdus).
+_ONE_SYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("one_sync", default=False)
 
 
 class PduDropped(Exception):
@@ -134,7 +141,22 @@ class PduReceiver:
     # -- entry points ----------------------------------------------------------------------
 
     async def on_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, dict[str, str]]:
-        """The PDUs of one transaction (``PUT /send``): the response's ``pdus`` map."""
+        """The PDUs of one transaction (``PUT /send``): the response's ``pdus`` map.
+
+        The events are committed without an fsync each and made durable together
+        before the answer (Database.sync): the sender retries a transaction it got no
+        answer for, so nothing it was told is stored can be lost."""
+        token = _ONE_SYNC.set(True)
+        try:
+            return await self._on_pdus(origin, pdus)
+        finally:
+            _ONE_SYNC.reset(token)
+            try:
+                await self.db.sync()
+            except StorageError as e:  # closing: its last checkpoint syncs them
+                log.debug("cannot sync the transaction's events: %s", e)
+
+    async def _on_pdus(self, origin: str, pdus: Sequence[Any]) -> dict[str, dict[str, str]]:
         results: dict[str, dict[str, str]] = {}
         for index, raw in enumerate(pdus):
             label = _label(raw, index)
@@ -618,7 +640,7 @@ class PduReceiver:
                 set_room_group(conn, room_id, group_id)
             return stream
 
-        stream = await self.db.write_sync(write)
+        stream = await self.db.write_sync(write, durable=not _ONE_SYNC.get())
         self.node.push.recorded(event.event_id, notes)
         if redact_target is not None or redacted_by is not None:
             self.rooms.forget_head(room_id)  # a state event in it may be redacted now

@@ -7,8 +7,9 @@ receives the raw ``sqlite3`` connection and runs on the writer's thread. The wri
 task runs the queued functions one after the other in a single transaction (each under
 its own SAVEPOINT, so one failure does not undo the others), commits with
 ``synchronous=FULL`` and only then resolves the callers' futures: an acknowledged
-write is on disk. A caller that is cancelled (a client hung up) does not cancel
-its write.
+write is on disk. (A write submitted with ``durable=False`` is made durable by a later
+:meth:`Database.sync`; node/federation/pdus.py answers a transaction only after it.)
+A caller that is cancelled (a client hung up) does not cancel its write.
 
 Each ``await`` on an aiosqlite call is a round trip to the connection's thread (a
 queue put, a thread wake-up, a wake-up of the event loop). Hot paths therefore use
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
@@ -70,12 +72,15 @@ def bundled_migrations() -> list[Migration]:
 
 
 class _Job:
-    __slots__ = ("fn", "future", "sync")
+    __slots__ = ("durable", "fn", "future", "sync")
 
-    def __init__(self, fn: Any, future: asyncio.Future[Any], sync: bool) -> None:
+    def __init__(
+        self, fn: Any, future: asyncio.Future[Any], sync: bool, durable: bool = True
+    ) -> None:
         self.fn = fn
         self.future = future
         self.sync = sync  # fn takes the raw sqlite3 connection and runs on its thread
+        self.durable = durable  # committed with an fsync (else: see write_sync)
 
 
 async def in_thread(conn: aiosqlite.Connection, fn: SyncFn[T]) -> T:
@@ -103,9 +108,18 @@ def _run_sync_job(raw: sqlite3.Connection, fn: SyncFn[Any]) -> tuple[bool, Any]:
     return True, value
 
 
-def _run_sync_batch(raw: sqlite3.Connection, fns: list[SyncFn[Any]]) -> list[tuple[bool, Any]]:
+def _run_sync_batch(
+    raw: sqlite3.Connection, fns: list[SyncFn[Any]], durable: bool = True
+) -> list[tuple[bool, Any]]:
     """BEGIN, every job under its SAVEPOINT, COMMIT: a whole batch on the writer's
-    thread. A failed BEGIN or COMMIT rolls back and raises."""
+    thread. A failed BEGIN or COMMIT rolls back and raises. Not ``durable``: the
+    commit is not fsynced (``synchronous=NORMAL`` for it; Database.sync does it later)."""
+    if not durable:
+        raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            return _run_sync_batch(raw, fns)
+        finally:
+            raw.execute("PRAGMA synchronous=FULL")
     raw.execute("BEGIN IMMEDIATE")
     try:
         if len(fns) == 1:  # alone in its transaction: no SAVEPOINT needed
@@ -215,10 +229,32 @@ class Database:
         # shield: a cancelled caller must not abandon a write that is about to commit.
         return await asyncio.shield(self._submit(fn, sync=False))
 
-    async def write_sync(self, fn: SyncFn[T]) -> T:
+    async def write_sync(self, fn: SyncFn[T], *, durable: bool = True) -> T:
         """Like :meth:`write` for a plain function of the raw ``sqlite3`` connection,
-        run on the writer's thread (it must not touch the event loop)."""
-        return await asyncio.shield(self.submit_sync(fn))
+        run on the writer's thread (it must not touch the event loop).
+
+        ``durable=False``: the commit is not fsynced when the batch holds only such
+        writes (``synchronous=NORMAL`` for it): it survives a crash of the process, not
+        of the machine, until :meth:`sync`. For work that is acknowledged as a whole
+        later (a federation transaction's PDUs): call :meth:`sync` before the answer."""
+        return await asyncio.shield(self._submit(fn, sync=True, durable=durable))
+
+    async def sync(self) -> None:
+        """Make every write committed so far durable (fsync the WAL), as if each had
+        been committed with ``synchronous=FULL``."""
+        wal = f"{self.path}-wal"
+
+        def fsync_wal(raw: sqlite3.Connection) -> None:
+            try:
+                fd = os.open(wal, os.O_RDONLY)
+            except FileNotFoundError:  # checkpointed and gone: already in the database
+                return
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        await asyncio.shield(self._submit(fsync_wal, sync=True))
 
     def submit_sync(self, fn: SyncFn[T]) -> asyncio.Future[T]:
         """Queue ``fn`` as :meth:`write_sync` does, without waiting: the future
@@ -226,11 +262,11 @@ class Database:
         so a caller may submit under a lock and wait after releasing it."""
         return self._submit(fn, sync=True)
 
-    def _submit(self, fn: Any, *, sync: bool) -> asyncio.Future[Any]:
+    def _submit(self, fn: Any, *, sync: bool, durable: bool = True) -> asyncio.Future[Any]:
         if self._task is None or self._task.done():
             raise StorageError("database is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, future, sync))
+        self._queue.put_nowait(_Job(fn, future, sync, durable))
         return future
 
     async def _writer_loop(self) -> None:
@@ -254,7 +290,8 @@ class Database:
         try:
             if all(job.sync for job in batch):
                 fns = [job.fn for job in batch]
-                results = await in_thread(conn, lambda raw: _run_sync_batch(raw, fns))
+                durable = any(job.durable for job in batch)
+                results = await in_thread(conn, lambda raw: _run_sync_batch(raw, fns, durable))
             else:
                 results = await self._run_mixed_batch(conn, batch)
         except Exception as e:  # rolled back: every job of the batch fails

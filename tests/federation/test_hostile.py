@@ -475,6 +475,27 @@ async def test_unfetchable_gap_while_the_origin_is_unreachable_is_retried_then_d
     await fed.still_up(caplog, "after 3 tries")
 
 
+async def test_a_transactions_events_are_made_durable_once_before_the_answer(
+    fed: Fed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events of a transaction are committed without an fsync each and synced
+    together (Database.sync) before A answers: the sender's retry covers a crash."""
+    pdu = await fed.forge(content={"msgtype": "m.text", "body": "durable"})
+    event_id = fed.event_id(pdu)
+    db = fed.a.node.db
+    seen: list[Any] = []
+    real_sync = db.sync
+
+    async def sync() -> None:
+        seen.append(await fed.row(event_id))  # committed by then
+        await real_sync()
+
+    monkeypatch.setattr(db, "sync", sync)
+    answer = await fed.send([pdu])
+    assert answer["pdus"] == {event_id: {}}
+    assert len(seen) == 1 and seen[0] is not None
+
+
 async def test_pdu_for_a_room_the_node_is_not_in(
     fed: Fed, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -299,3 +299,42 @@ async def test_read_now_reads_on_the_loop_and_falls_back_when_busy(tmp_path: Pat
         assert await db.read_now(count) == 1  # and the connection is usable after it
     finally:
         await db.close()
+
+
+async def test_writes_without_fsync_are_committed_and_synced_later(tmp_path: Path) -> None:
+    """``durable=False`` commits with synchronous=NORMAL (visible at once, to every
+    connection), the writer goes back to FULL for the next write, and ``sync`` (which
+    fsyncs the WAL) works with a WAL file and without one; the data survive a close and
+    a reopen."""
+    path = tmp_path / "s.db"
+    db = await Database.open(path)
+    try:
+
+        def insert(i: int) -> Callable[[sqlite3.Connection], int]:
+            def run(conn: sqlite3.Connection) -> int:
+                conn.execute(
+                    "INSERT INTO rooms (room_id, room_version, created_ts) VALUES (?, '12', 0)",
+                    (f"!n{i}",),
+                )
+                return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+            return run
+
+        levels = [await db.write_sync(insert(i), durable=False) for i in range(3)]
+        assert levels == [1, 1, 1]  # NORMAL while they committed
+        assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 3
+        assert await db.write_sync(insert(3)) == 2  # FULL again
+        # A batch with a durable write in it is committed durably.
+        mixed = await asyncio.gather(
+            db.write_sync(insert(4), durable=False), db.write_sync(insert(5))
+        )
+        assert mixed == [2, 2]
+        await db.sync()
+    finally:
+        await db.close()
+    db = await Database.open(path)
+    try:
+        await db.sync()  # after the close checkpointed the WAL away
+        assert (await db.fetchone("SELECT COUNT(*) FROM rooms"))[0] == 6
+    finally:
+        await db.close()
