@@ -37,6 +37,7 @@ from node.federation.common import (
     RemoteError,
     ServerResolver,
     Unreachable,
+    is_mdns_name,
 )
 from node.federation.keys import ServerKey
 from node.federation.tls import client_ssl_context
@@ -57,8 +58,7 @@ def needs_certificate_check(server_name: str) -> bool:
         return True
     if name.is_ip_literal:
         return False
-    host = name.host.rstrip(".").lower()
-    return not (host == "local" or host.endswith(".local"))
+    return not is_mdns_name(name.host)
 
 
 def encode_query(query: Query | None) -> str:

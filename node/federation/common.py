@@ -35,6 +35,13 @@ class Destination:
     host_header: str
 
 
+def is_mdns_name(host: str) -> bool:
+    """Whether ``host`` is a ``.local`` name (RFC 6762: resolved by mDNS, never by
+    unicast DNS, and not a name public CAs certify)."""
+    host = host.rstrip(".").lower()
+    return host == "local" or host.endswith(".local")
+
+
 def path_segment(value: str) -> str:
     """``value`` percent-encoded as one path segment of a federation URL (room, event
     and user IDs hold ``!``, ``$``, ``@``, ``:`` and, in v12, ``/``-free base64)."""

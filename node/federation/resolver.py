@@ -50,7 +50,7 @@ import dns.resolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from node.federation.common import Destination, Unreachable
+from node.federation.common import Destination, Unreachable, is_mdns_name
 from node.ids import ServerName
 
 log = logging.getLogger(__name__)
@@ -204,9 +204,15 @@ def _negative_ttl(responses: Iterable[dns.message.Message | None]) -> float:
     return DNS_NEGATIVE_TTL
 
 
-def _is_mdns_name(host: str) -> bool:
-    host = host.rstrip(".").lower()
-    return host == "local" or host.endswith(".local")
+def _lan_destination(server_name: str, address: str, port: int, what: str) -> Destination:
+    """A LAN peer's address as a destination: Host is the server name, no SNI."""
+    parse_server_name(server_name)
+    ip = _ip_literal(address)
+    if ip is None:
+        raise ValueError(f"{what} address {address!r} is not an IP address")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{what} port {port} is not 1 to 65535")
+    return Destination(server_name, ip, port, None, server_name)
 
 
 def _ip_literal(host: str) -> str | None:
@@ -295,7 +301,7 @@ class Resolver:
         fallback = self._fallbacks.get(server_name)
         if fallback is None:
             return await self._resolve(server_name)
-        if _is_mdns_name(parse_server_name(server_name).host):
+        if is_mdns_name(parse_server_name(server_name).host):
             return fallback  # RFC 6762: .local names are never asked of unicast DNS
         try:
             return await self._resolve(server_name)
@@ -333,13 +339,7 @@ class Resolver:
     def set_override(self, server_name: str, address: str, port: int) -> None:
         """Send ``server_name``'s traffic to ``address:port`` (a LAN peer found by mDNS),
         bypassing discovery: Host is the server name, no SNI."""
-        parse_server_name(server_name)
-        ip = _ip_literal(address)
-        if ip is None:
-            raise ValueError(f"override address {address!r} is not an IP address")
-        if not 1 <= port <= 65535:
-            raise ValueError(f"override port {port} is not 1 to 65535")
-        self._overrides[server_name] = Destination(server_name, ip, port, None, server_name)
+        self._overrides[server_name] = _lan_destination(server_name, address, port, "override")
 
     def clear_override(self, server_name: str) -> None:
         self._overrides.pop(server_name, None)
@@ -349,11 +349,7 @@ class Resolver:
         finds nothing for ``server_name`` (at once for a ``.local`` name), so a node
         that (re)starts cut off, or before discovery has checked its peers again, can
         still answer a peer that reaches it first."""
-        parse_server_name(server_name)
-        ip = _ip_literal(address)
-        if ip is None:
-            raise ValueError(f"fallback address {address!r} is not an IP address")
-        self._fallbacks[server_name] = Destination(server_name, ip, port, None, server_name)
+        self._fallbacks[server_name] = _lan_destination(server_name, address, port, "fallback")
 
     def clear_fallback(self, server_name: str) -> None:
         self._fallbacks.pop(server_name, None)
