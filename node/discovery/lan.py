@@ -259,22 +259,15 @@ class LanDiscovery:
         log.info("discovery: announcing %s as %s", self.server_name, SERVICE_TYPE)
 
     async def stop(self) -> None:
-        if self._announcing is not None:
-            self._announcing.cancel()
-            try:
-                await self._announcing
-            except BaseException:
-                pass
-        if self._watching is not None:
-            self._watching.cancel()
-            try:
-                await self._watching
-            except BaseException:
-                pass
-        for peer in self._peers.values():
-            if peer.task is not None:
-                peer.task.cancel()
-        for task in list(self._tasks) + [p.task for p in self._peers.values() if p.task]:
+        # The announcement, the pin watch and the checks stop; resolutions under way
+        # (bounded by RESOLVE_TIMEOUT_MS) finish.
+        cancelled = [self._announcing, self._watching, *(p.task for p in self._peers.values())]
+        for task in cancelled:
+            if task is not None:
+                task.cancel()
+        for task in [*cancelled, *self._tasks]:
+            if task is None:
+                continue
             try:
                 await task
             except BaseException:
