@@ -16,30 +16,43 @@ import string
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-
-import argon2
+from functools import cache
+from typing import TYPE_CHECKING
 
 from node.errors import MatrixError, forbidden
 from node.ids import InvalidId, UserID
 from node.storage.accounts import AccountStore, Device, TokenOwner, now_ms
 
+if TYPE_CHECKING:
+    import argon2
+
 log = logging.getLogger(__name__)
 
-# OWASP's argon2id baseline (19 MiB, 2 passes): small enough for a sensor board.
-_HASHER = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+@cache
+def _hasher() -> argon2.PasswordHasher:
+    """OWASP's argon2id baseline (19 MiB, 2 passes): small enough for a sensor board.
+    argon2 (and its cffi bindings) is imported on the first password hashed or checked:
+    a node used only with access tokens never loads it."""
+    import argon2
+
+    return argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
 
 DEVICE_ID_ALPHABET = string.ascii_uppercase
 LAST_SEEN_INTERVAL_S = 60.0
 
 
 def hash_password(password: str) -> str:
-    return _HASHER.hash(password)
+    return _hasher().hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _HASHER.verify(password_hash, password)
-    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
         return False
 
 

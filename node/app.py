@@ -45,6 +45,7 @@ from node.federation.pdus import PduReceiver
 from node.federation.queries import RemoteQueries
 from node.federation.remote_e2ee import RemoteE2EE
 from node.federation.sender import FederationSender
+from node.history.cache import HistoryCache
 from node.media.service import MediaService
 from node.push.service import PushService
 from node.push.store import PushStore
@@ -110,6 +111,7 @@ class Node:
     # Set once the node is assembled (they take the node itself).
     pdu_receiver: PduReceiver = field(init=False)
     backfiller: Backfiller = field(init=False)  # history for /messages
+    history: HistoryCache = field(init=False)  # budgets, eviction, evicted history again
     federation_sender: FederationSender = field(init=False)
     remote_rooms: RemoteMembership = field(init=False)
     edu_handler: EduHandler = field(init=False)  # inbound EDUs (PUT /send)
@@ -213,9 +215,11 @@ class Node:
             rooms.sender = node.federation_sender
             node.pdu_receiver = PduReceiver(node)
             node.backfiller = Backfiller(node)
+            node.history = HistoryCache(node)
             node.remote_rooms = RemoteMembership(node)
             rooms.remote = node.remote_rooms
             await _attach_edus(node)
+            node.history.start()
             return node
         except BaseException:
             # A half-started node must not leave the writer thread running: the
@@ -224,6 +228,8 @@ class Node:
             raise
 
     async def stop(self) -> None:
+        if hasattr(self, "history"):
+            await self.history.close()
         await self.outbound_edus.close()
         await self.remote_e2ee.close()
         if hasattr(self, "federation_sender"):
@@ -348,8 +354,11 @@ class RunningNode:
     runners: list[web.AppRunner]
     listeners: dict[str, str]
     discovery: Any = None  # node.discovery.lan.LanDiscovery when it runs
+    sensors: Any = None  # node.sensors.service.SensorService when it runs
 
     async def stop(self) -> None:
+        if self.sensors is not None:
+            await self.sensors.stop()
         if self.discovery is not None:
             await self.discovery.stop()
         for runner in reversed(self.runners):
@@ -427,8 +436,28 @@ async def serve(config: Config, *, discovery: bool = False) -> RunningNode:
             log.info("discovery: off, the federation listener is on %s only", host)
         else:
             running.discovery = await _start_discovery(node, listeners["federation"])
+    running.sensors = await _start_sensors(node)
     log.info("%s is up (profile %s)", config.server_name, config.profile)
     return running
+
+
+async def _start_sensors(node: Node) -> Any:
+    """node/sensors: the sources when features.sensors is on; events that `croft
+    publish` queued while the node was stopped are sent either way."""
+    if not node.config.features.sensors:
+        if node.config.sensors.source:
+            log.info("sensors: sources configured, but [features] sensors is off")
+        if await node.db.fetchone("SELECT 1 FROM sensor_queue LIMIT 1") is None:
+            return None
+    from node.sensors.service import SensorService
+
+    try:
+        service = await SensorService.for_node(node)
+        await service.start()
+    except Exception:  # the node serves on without them
+        log.exception("sensors: not started")
+        return None
+    return service
 
 
 def _is_loopback(host: str) -> bool:

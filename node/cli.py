@@ -13,8 +13,9 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from node import __version__
 
@@ -139,6 +140,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="data directory (default: $CROFT_HOME or the user data directory)",
     )
 
+    publish_help = "send one event into a room (from a shell or a cron job)"
+    publish = sub.add_parser(
+        "publish",
+        help=publish_help,
+        description=f"croft publish: {publish_help}. With the node running, the event is "
+        "sent through its client API (the token in DIR/tui.token) and its event ID printed. "
+        "With the node stopped, it is queued in the node's database and sent when the node "
+        "starts; `queued` is printed. Sensor readings use the type io.croft.sensor.reading "
+        'and the content {"sensor_id", "value" (a decimal string), "unit", "ts" (ms)} '
+        "(README, Sensors).",
+        epilog="Exit status: 0 sent or queued; 1 the node runs but did not take the event "
+        "(unreachable, or failing: try again); 2 a bad argument, or the node refused the "
+        "event (the message says why, e.g. M_FORBIDDEN when the owner is not in the room).",
+    )
+    _data_dir_arg(publish)
+    publish.add_argument("room", metavar="ROOM", help="room ID (!...) or alias (#name:server)")
+    publish.add_argument(
+        "--type",
+        dest="event_type",
+        metavar="TYPE",
+        required=True,
+        help="event type, e.g. io.croft.sensor.reading or m.room.message",
+    )
+    publish.add_argument(
+        "content", metavar="JSON", help="event content: a JSON object (no floats); - reads stdin"
+    )
+
+    purge_help = "delete a room's messages sent before a date from this node"
+    purge = sub.add_parser(
+        "purge",
+        help=purge_help,
+        description=f"croft purge: {purge_help}, for good: they are not fetched again "
+        "from peers (which keep their copies). State events stay, and so do the room's "
+        "newest events and those still waiting to be sent to a peer. Works whether the "
+        "node runs or not.",
+    )
+    _data_dir_arg(purge)
+    purge.add_argument("room", metavar="ROOM", help="room ID (!...) or alias (#name:server)")
+    purge.add_argument(
+        "--before",
+        metavar="DATE",
+        required=True,
+        help="an ISO 8601 date or date-time (2026-01-31, 2026-01-31T12:00, local time "
+        "unless an offset is given) or an age (30d, 12h, 90m, 2w)",
+    )
+
     keys_help = "the server's signing keys (rotate)"
     keys = sub.add_parser("keys", help=keys_help, description=f"croft keys: {keys_help}.")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -258,12 +305,26 @@ def _import_aiohttp_without_ca_bundle() -> None:
     them: its outbound HTTPS passes the context of ``node.federation.tls
     .client_ssl_context``, made (with the CA bundle, honouring SSL_CERT_FILE) on first
     use. So during the import OpenSSL is pointed at no CA file; a client that fell back
-    on aiohttp's default would fail verification, never skip it."""
+    on aiohttp's default would fail verification, never skip it.
+
+    Two more things the import would load for good, ~1.3 MiB resident together
+    (benchmarks/REPORT.md, "iot-sensor profile: memory"): frozenlist's compiled
+    extension, which links libstdc++ (FROZENLIST_NO_EXTENSIONS: the pure-Python
+    FrozenList is the same class; aiohttp only keeps its signal handler lists in it);
+    and the system MIME tables (/etc/mime.types), which ``mimetypes.MimeTypes()`` reads
+    into the module's global database while aiohttp builds its own table from the
+    built-in types only. Croft sets every Content-Type itself; mimetypes' functions
+    still read the system tables on first use."""
     if "aiohttp" in sys.modules:
         return
-    saved = {k: os.environ.get(k) for k in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+    import mimetypes
+
+    mimetypes.inited = True  # MimeTypes() skips init(); guess_type() still calls it
+    names = ("SSL_CERT_FILE", "SSL_CERT_DIR", "FROZENLIST_NO_EXTENSIONS")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ["SSL_CERT_FILE"] = os.devnull
     os.environ["SSL_CERT_DIR"] = os.devnull
+    os.environ["FROZENLIST_NO_EXTENSIONS"] = "1"
     try:
         import aiohttp  # noqa: F401
     finally:
@@ -287,11 +348,28 @@ async def _run(config: object) -> None:
     # LAN discovery (mDNS) runs when features.discovery is on (the default), unless the
     # federation listener is on loopback only (node/app.py serve).
     running = await serve(config, discovery=True)
+    _trim_heap()
     try:
         await stop.wait()
         log.info("shutting down")
     finally:
         await running.stop()
+
+
+def _trim_heap() -> None:
+    """Give back to the system the memory start-up freed (~0.8 MiB): malloc keeps the
+    free pages that imports and migrations leave in the middle of its heap unless asked
+    (glibc's malloc_trim). Elsewhere (no malloc_trim) nothing happens."""
+    import ctypes  # ~0.3 MiB, less than what it gives back
+    import gc
+
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: its libc
+    except (OSError, AttributeError):
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -320,6 +398,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "data_dir": str(data_dir),
         "listeners": listeners,
         "store_bytes": store,
+        "history": _history_stats(config),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -334,7 +413,38 @@ def cmd_status(args: argparse.Namespace) -> int:
             scheme = "https" if name == "federation" else "http"
             print(f"  {name + ':':12} {scheme}://{addr}")
         print(f"  store size:  {_human(store)}")
+        history = info["history"]
+        if history:
+            print(
+                f"  history:     {history['timeline_events']} timeline events cached,"
+                f" {history['evicted']} left for peers to give back"
+                f" ({_human(history['used_bytes'])} in use of a"
+                f" {_human(history['max_store_bytes'])} budget)"
+            )
     return 0 if running else EXIT_NOT_RUNNING
+
+
+def _history_stats(config: Any) -> dict[str, int]:
+    """The history cache (node/history) as `croft status` shows it; {} with no database."""
+    import sqlite3
+
+    from node.history.store import stats_sync
+
+    if not config.database_path.exists():
+        return {}
+    conn = sqlite3.connect(f"file:{config.database_path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        stats = stats_sync(conn)
+    except sqlite3.Error:
+        return {}  # a database of an older schema: the node migrates it at start
+    finally:
+        conn.close()
+    return {
+        **stats,
+        "max_store_bytes": config.history.max_store_bytes,
+        "max_timeline_events_per_room": config.history.max_timeline_events_per_room,
+    }
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
@@ -378,6 +488,48 @@ def _peers_trust(database: Path, name: str) -> int:
     print(f"now pinned to key {done.key_id} {done.fingerprint},")
     print(f"announced from {', '.join(done.addresses)}. Its refusals are cleared.")
     print("A running node takes this up within about 2 s.")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.sensors.publish import EXIT_NOT_SENT, NotSent, PublishError, parse_request, publish
+
+    text = sys.stdin.read() if args.content == "-" else args.content
+    try:
+        content = parse_request(args.room, args.event_type, text)
+        config = load_config(_data_dir(args))
+        done = publish(config, args.room, args.event_type, content)
+    except PublishError as e:
+        raise CliError(str(e)) from None
+    except NotSent as e:
+        print(f"croft: error: {e}", file=sys.stderr)
+        return EXIT_NOT_SENT
+    if done.event_id is None:
+        print("queued")
+        print(
+            "croft: the node is not running: the event is queued and sent when it starts",
+            file=sys.stderr,
+        )
+        return 0
+    print(done.event_id)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from node.config import load_config
+    from node.history.purge import PurgeError, parse_before, purge_room
+
+    config = load_config(_data_dir(args))
+    try:
+        done = purge_room(config.database_path, args.room, parse_before(args.before))
+    except PurgeError as e:
+        raise CliError(str(e)) from None
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(done.before_ms / 1000))
+    print(f"{done.room_id}: {done.purged} events sent before {when} deleted", end="")
+    print(f", {done.forgotten} already out of the cache forgotten." if done.forgotten else ".")
+    if done.kept:
+        print(f"{done.kept} stay: the room's newest, or still to be sent to a peer.")
     return 0
 
 
@@ -454,6 +606,8 @@ COMMANDS = {
     "status": cmd_status,
     "keys": cmd_keys,
     "peers": cmd_peers,
+    "publish": cmd_publish,
+    "purge": cmd_purge,
 }
 
 

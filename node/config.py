@@ -97,8 +97,14 @@ class StorageConfig:
 
 @dataclass(frozen=True, slots=True)
 class HistoryConfig:
+    """The partial-history cache (node/history/cache.py)."""
+
+    # Timeline events (not state) kept per room; older ones are fetched from peers again.
     max_timeline_events_per_room: int = 100_000
+    # Database pages in use plus media files.
     max_store_bytes: int = 10 * 1024**3
+    # Honour rooms' m.room.retention policies (max_lifetime): older events are deleted.
+    retention: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,140 @@ class DiscoveryConfig:
 
     # IP addresses of the interfaces to advertise and browse on; empty: all of them.
     interfaces: tuple[str, ...] = ()
+
+
+SENSOR_DEFAULT_TYPE = "io.croft.sensor.reading"  # node/sensors/__init__.py documents it
+
+
+@dataclass(frozen=True, slots=True)
+class SensorSource:
+    """One ``[[sensors.source]]`` table: where readings come from and where they go
+    (node/sensors/). Built and checked by :func:`_sensor_sources`."""
+
+    id: str
+    kind: str  # "command", "file" or "plugin"
+    room: str  # a room ID or alias, resolved by the node when it first publishes
+    interval: float = 60.0  # seconds between readings
+    type: str = SENSOR_DEFAULT_TYPE
+    unit: str = ""
+    scale: str = ""  # a decimal multiplier, e.g. "0.001"; empty: none
+    timeout: float = 10.0  # seconds a command or plugin may take
+    command: tuple[str, ...] = ()  # kind "command": argv, or one shell command line
+    shell: bool = False  # the command was a string: run with /bin/sh -c
+    path: str = ""  # kind "file"
+    entry_point: str = ""  # kind "plugin": a name in the entry point group croft.sensors
+    options: tuple[tuple[str, Any], ...] = ()  # kind "plugin": keyword arguments
+
+
+SENSOR_KINDS = {"command": "command", "file": "path", "plugin": "entry_point"}
+MIN_SENSOR_INTERVAL = 0.01
+_SENSOR_KEYS = {
+    "id", "kind", "room", "interval", "type", "unit", "scale", "timeout",
+    "command", "path", "entry_point", "options",
+}  # fmt: skip
+_SENSOR_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+@dataclass(frozen=True, slots=True)
+class SensorsConfig:
+    """Sensor publishing (node/sensors/), when features.sensors is on."""
+
+    # Token bucket per room: events per second, and how many may go at once.
+    rate_per_room: float = 10.0
+    burst_per_room: int = 100
+    # Most rows the queue holds; when full, the oldest readings are dropped.
+    queue_cap: int = 100_000
+    source: tuple[SensorSource, ...] = ()
+
+
+def _sensor_sources(name: str, value: Any) -> tuple[SensorSource, ...]:
+    """Check the ``[[sensors.source]]`` array of tables (one line per problem)."""
+    if not isinstance(value, list) or not all(isinstance(t, Mapping) for t in value):
+        raise ConfigError(f"{name} must be an array of tables ([[sensors.source]])")
+    sources: list[SensorSource] = []
+    for i, table in enumerate(value):
+        sources.append(_sensor_source(f"{name}[{i}]", table))
+    ids = [s.id for s in sources]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ConfigError(f"{name}: id {dupes[0]!r} is used by more than one source")
+    return tuple(sources)
+
+
+def _sensor_source(where: str, t: Mapping[str, Any]) -> SensorSource:
+    from decimal import Decimal, InvalidOperation
+
+    from node.ids import RoomAlias, RoomID
+
+    sid = t.get("id")
+    if not isinstance(sid, str) or not sid or len(sid) > 64 or set(sid) - _SENSOR_ID_CHARS:
+        raise ConfigError(f"{where}: id must be 1-64 characters of a-z A-Z 0-9 . _ -")
+    where = f"{where} ({sid})"
+    for key in t:
+        if key not in _SENSOR_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}")
+    kind = t.get("kind")
+    if kind not in SENSOR_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(SENSOR_KINDS)}")
+    for other, key in SENSOR_KINDS.items():
+        if other != kind and key in t:
+            raise ConfigError(f"{where}: {key!r} is for kind {other!r}, not {kind!r}")
+    if kind != "plugin" and "options" in t:
+        raise ConfigError(f"{where}: 'options' is for kind 'plugin'")
+    room = t.get("room")
+    if not isinstance(room, str) or not room:
+        raise ConfigError(f"{where}: room is missing (a room ID !... or an alias #...:server)")
+    try:
+        RoomID.parse(room) if room.startswith("!") else RoomAlias.parse(room)
+    except InvalidId as e:
+        raise ConfigError(f"{where}: room {room!r} is not a room ID or alias: {e}") from None
+    kw: dict[str, Any] = {"id": sid, "kind": kind, "room": room}
+    for key, low in (("interval", MIN_SENSOR_INTERVAL), ("timeout", 0.001)):
+        if key in t:
+            v = t[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v >= low:
+                raise ConfigError(f"{where}: {key} must be a number of seconds >= {low}")
+            kw[key] = float(v)
+    for key in ("type", "unit", "path", "entry_point"):
+        if key in t:
+            if not isinstance(t[key], str) or not t[key]:
+                raise ConfigError(f"{where}: {key} must be a non-empty string")
+            kw[key] = t[key]
+    etype = kw.get("type", SENSOR_DEFAULT_TYPE)
+    if (
+        not etype.startswith("io.croft.sensor.")
+        or etype == "io.croft.sensor."
+        or any(not "!" <= c <= "~" or c == "/" for c in etype)
+    ):
+        raise ConfigError(
+            f"{where}: type {etype!r} must be under io.croft.sensor. (e.g. io.croft.sensor.air)"
+        )
+    if len(kw.get("unit", "")) > 32:
+        raise ConfigError(f"{where}: unit is longer than 32 characters")
+    if "scale" in t:
+        s = t["scale"]
+        try:
+            scale = Decimal(s if isinstance(s, str) else repr(s))
+        except (InvalidOperation, TypeError):
+            scale = Decimal(0)
+        if isinstance(s, bool) or not scale.is_finite() or scale == 0:
+            raise ConfigError(f"{where}: scale must be a non-zero number, e.g. 0.001")
+        kw["scale"] = str(scale)
+    if kind == "command":
+        cmd = t.get("command")
+        if isinstance(cmd, str) and cmd.strip():
+            kw["command"], kw["shell"] = (cmd,), True
+        elif isinstance(cmd, list) and cmd and all(isinstance(a, str) and a for a in cmd):
+            kw["command"] = tuple(cmd)
+        else:
+            raise ConfigError(f"{where}: command must be a string (run by /bin/sh) or a list")
+    elif SENSOR_KINDS[kind] not in kw:
+        raise ConfigError(f"{where}: kind {kind!r} needs {SENSOR_KINDS[kind]!r}")
+    if "options" in t:
+        if not isinstance(t["options"], Mapping):
+            raise ConfigError(f"{where}: options must be a table (keyword arguments)")
+        kw["options"] = tuple(t["options"].items())
+    return SensorSource(**kw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +300,7 @@ class Config:
     presence: PresenceConfig = field(default_factory=PresenceConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    sensors: SensorsConfig = field(default_factory=SensorsConfig)
     voip: VoipConfig = field(default_factory=VoipConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -303,6 +444,11 @@ def _validate(cfg: Config) -> None:
         section, key = name.split(".")
         if getattr(getattr(cfg, section), key) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    for name in ("sensors.burst_per_room", "sensors.queue_cap"):
+        if getattr(cfg.sensors, name.split(".")[1]) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if not 0 < cfg.sensors.rate_per_room < float("inf"):
+        raise ConfigError("sensors.rate_per_room must be a number of events per second > 0")
 
 
 def _merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -354,6 +500,17 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if target is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if get_origin(target) is tuple and get_args(target)[0] is SensorSource:
+        return _sensor_sources(name, value)
     if target is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -434,8 +591,13 @@ profile = "{profile}"
 # sqlite_cache_kib = 65536
 
 [history]
+# The cache of room history: past these budgets the oldest timeline events (not
+# state) leave the store, and are fetched again from peers in the room when a client
+# pages back to them. State events and the room graph always stay.
 # max_timeline_events_per_room = 100000
-# max_store_bytes = 10737418240
+# max_store_bytes = 10737418240   # database and media
+# retention = false               # delete events older than a room's m.room.retention
+#                                 # max_lifetime (they are not fetched again)
 
 [media]
 # max_upload_bytes = 104857600
@@ -453,6 +615,47 @@ profile = "{profile}"
 # the federation listener is not on loopback only. Environment override:
 # CROFT_DISCOVERY_INTERFACES=10.0.0.5,192.168.1.7 (comma-separated).
 # interfaces = []                 # IPv4 addresses to announce and browse on; empty: all
+
+[sensors]
+# Sensor readings published as room events by the owner, when features.sensors is on
+# (the raspberry-pi and iot-sensor profiles). Readings wait in a durable queue (they
+# survive restarts and offline peers), then go out rate-limited per room (a token
+# bucket). Event type io.croft.sensor.reading (or one under io.croft.sensor.),
+# content {{"sensor_id", "value" (decimal string), "unit", "ts" (ms), "seq"}}: see
+# README "Sensors".
+# rate_per_room = 10.0            # events per second per room
+# burst_per_room = 100            # events at once after a quiet spell
+# queue_cap = 100000              # queued rows at most; when full the oldest readings
+#                                 # are dropped (their seq numbers show the gap)
+#
+# One [[sensors.source]] table per source; kind is "file", "command" or "plugin".
+# interval (seconds, >= 0.01, default 60), room (ID or alias), unit, scale (a
+# multiplier: 0.001 turns millidegrees into degrees), type, timeout (s, default 10).
+#
+# [[sensors.source]]
+# id = "cpu-temp"
+# kind = "file"
+# path = "/sys/class/thermal/thermal_zone0/temp"
+# scale = 0.001
+# unit = "°C"
+# interval = 60
+# room = "#sensors:{server_name}"
+#
+# [[sensors.source]]
+# id = "load"
+# kind = "command"                # stdout: a number, or {{"value": ..., "unit": ...}}
+# command = "cut -d' ' -f1 /proc/loadavg"   # a string runs in /bin/sh; or a list (argv)
+# interval = 30
+# room = "#sensors:{server_name}"
+#
+# [[sensors.source]]
+# id = "air"
+# kind = "plugin"                 # an entry point in the group croft.sensors, called with
+# entry_point = "bme280"          # options as keyword arguments; sync or async, returns
+# options = {{ address = 118 }}     # a number or {{"value": ..., "unit": ...}}
+# type = "io.croft.sensor.air"
+# interval = 10
+# room = "#sensors:{server_name}"
 
 [voip]
 # TURN servers for calls, given to clients by /voip/turnServer with time-limited

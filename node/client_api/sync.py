@@ -53,6 +53,8 @@ MAX_MESSAGES_LIMIT = 1000
 BACKFILL_ROUNDS = 3
 BACKFILL_LIMIT = 100
 BACKFILL_SECONDS = 30.0
+# Fetches of evicted history (node/history) for one /messages page.
+REFETCH_ROUNDS = 5
 
 
 def _int_param(request: web.Request, name: str, default: int) -> int:
@@ -223,6 +225,76 @@ async def read_page_backfilling(
     return chunk, None
 
 
+async def read_back(
+    node: Node,
+    user_id: str,
+    history: RoomHistory,
+    room_id: str,
+    room_filter: EventFilter,
+    start: int,
+    to_pos: int | None,
+    limit: int,
+) -> tuple[list[StoredEvent], int | None]:
+    """A backwards page of ``/messages``. Where it meets events that left the history
+    cache (node/history/cache.py) it stops above them, fetches them again from the
+    servers in the room and reads on; when none can give them, the page ends there
+    without a position to continue from: the client has reached the end of the
+    history available. Past the oldest event stored here, history from before this
+    server joined is backfilled (:func:`read_page_backfilling`)."""
+    chunk, end = await _read_back(
+        node, user_id, history, room_id, room_filter, start, to_pos, limit
+    )
+    horizon = await node.history.retention_horizon(room_id)
+    expired = [i for i, s in enumerate(chunk) if s.event.origin_server_ts < horizon]
+    if expired:
+        # Retention: what it has not taken out yet (and the newest events, which stay:
+        # new ones are built on them) is not served once expired; the history ends.
+        return chunk[: expired[0]], None
+    return chunk, end
+
+
+async def _read_back(
+    node: Node,
+    user_id: str,
+    history: RoomHistory,
+    room_id: str,
+    room_filter: EventFilter,
+    start: int,
+    to_pos: int | None,
+    limit: int,
+) -> tuple[list[StoredEvent], int | None]:
+    chunk: list[StoredEvent] = []
+    cursor = start
+    floor = await node.history.floor(room_id)
+    if floor is not None and (to_pos is None or floor > to_pos):
+        to_pos = floor  # older history was forgotten here: the page ends there
+    for _ in range(REFETCH_ROUNDS):
+        gap = await node.history.gap_top(room_id, cursor)
+        stop_at_gap = gap is not None and (to_pos is None or gap > to_pos)
+        page = await read_page(
+            node.events,
+            history,
+            room_id,
+            room_filter,
+            backwards=True,
+            start=cursor,
+            to_pos=gap if stop_at_gap else to_pos,
+            limit=limit - len(chunk),
+        )
+        chunk += page.events
+        if page.end is not None:
+            return chunk, page.end
+        if not stop_at_gap:
+            if page.exhausted and len(chunk) < limit:
+                page.events = chunk
+                return await read_page_backfilling(node, user_id, room_id, room_filter, page, limit)
+            return chunk, None
+        cursor = page.cursor
+        if not await node.history.refetch(room_id, cursor, limit - len(chunk)):
+            return chunk, None  # nobody has it now: the end of the history available
+    return chunk, cursor
+
+
 @routes.get(V3 + "/rooms/{room_id}/messages")
 @authenticated
 async def messages(request: web.Request, requester: Requester) -> web.Response:
@@ -241,21 +313,22 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
     else:
         start = parse_position(start_tok)
     to_pos = parse_position(request.query["to"]) if "to" in request.query else None
-    page = await read_page(
-        node.events,
-        history,
-        room_id,
-        room_filter,
-        backwards=direction == "b",
-        start=start,
-        to_pos=to_pos,
-        limit=limit,
-    )
-    chunk, end = page.events, page.end
-    if page.exhausted and len(chunk) < limit:
-        chunk, end = await read_page_backfilling(
-            node, requester.user_id, room_id, room_filter, page, limit
+    if direction == "b":
+        chunk, end = await read_back(
+            node, requester.user_id, history, room_id, room_filter, start, to_pos, limit
         )
+    else:
+        page = await read_page(
+            node.events,
+            history,
+            room_id,
+            room_filter,
+            backwards=False,
+            start=start,
+            to_pos=to_pos,
+            limit=limit,
+        )
+        chunk, end = page.events, page.end
     served = [(s.event, to_client_event(s.event)) for s in chunk]
     own = [(e.event_id, out["unsigned"]) for e, out in served if e.sender == requester.user_id]
     await add_transaction_ids(node.events, requester.user_id, requester.device_id, own)

@@ -115,6 +115,8 @@ class Backfiller:
             " WHERE e.room_id = ? AND e.outlier = 0 AND e.rejected_reason IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM event_state_groups p"
             "   WHERE p.event_id = x.prev_event_id)"
+            " AND NOT EXISTS (SELECT 1 FROM evicted_events v"
+            "   WHERE v.event_id = x.prev_event_id)"
             " GROUP BY x.prev_event_id ORDER BY d DESC, x.prev_event_id LIMIT ?",
             (room_id, limit),
         )
@@ -135,7 +137,7 @@ class Backfiller:
             version = await self.node.events.get_room_version(room_id)
             if not extremities or version is None:
                 return 0
-            servers = await self._servers(room_id, version)
+            servers = await self.servers_to_ask(room_id, version)
             give_up = time.monotonic() + CALL_SECONDS
             for server in servers[:MAX_SERVERS]:
                 if time.monotonic() > give_up:
@@ -167,7 +169,7 @@ class Backfiller:
             )
             return 0
 
-    async def _servers(self, room_id: str, version: RoomVersion) -> list[str]:
+    async def servers_to_ask(self, room_id: str, version: RoomVersion) -> list[str]:
         """The servers to ask: the room creator's, then the other joined servers."""
         creator: str | None = None
         create_id = (await self.node.events.get_current_state_ids(room_id)).get((CREATE, ""))

@@ -330,9 +330,13 @@ class PduReceiver:
         return Received(event.event_id, outcome, rejected)
 
     async def _dag_status(self, event_id: str) -> str | None:
+        # An event that left the history cache (node/history) is known: it is fetched
+        # again only by the cache, to its old place.
         row = await self.db.read_now(
             lambda conn: conn.execute(
-                "SELECT outlier FROM events WHERE event_id = ?", (event_id,)
+                "SELECT outlier FROM events WHERE event_id = ?1"
+                " UNION ALL SELECT 0 FROM evicted_events WHERE event_id = ?1",
+                (event_id,),
             ).fetchone()
         )
         if row is None or row[0]:
@@ -589,7 +593,7 @@ class PduReceiver:
         redact_target = None
         if accepted and not soft_failed and event.type == REDACTION and event.redacts:
             redact_target = await self._redaction_target(event, before_events or {})
-        redacted_by = await self._pending_redaction(event) if accepted else None
+        redacted_by = await self.pending_redaction(event) if accepted else None
         prev_groups = await self.states.event_groups(event.prev_event_ids)
         base = next((g.after for g in prev_groups.values()), None)
         base_state = await self.states.state_ids(base) if base is not None else None
@@ -693,7 +697,7 @@ class PduReceiver:
         log.info("%s may not redact %s: not applied", redaction.sender, target_id)
         return None
 
-    async def _pending_redaction(self, event: Event) -> str | None:
+    async def pending_redaction(self, event: Event) -> str | None:
         """A redaction received before ``event`` that may apply to it now."""
         rows = await self.db.read_now(
             lambda conn: conn.execute(

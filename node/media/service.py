@@ -114,6 +114,11 @@ class MediaService:
         await self.store.delete_expired_pending(now_ms())
         self._media_bytes = await self.store.media_bytes()
 
+    def stored_bytes(self) -> int:
+        """Bytes of the media files and cached thumbnails (node/history counts them
+        against history.max_store_bytes)."""
+        return self._media_bytes
+
     def media_config(self) -> dict[str, int]:
         """GET /_matrix/client/v1/media/config"""
         return {"m.upload.size": self.max_upload_bytes}

@@ -187,6 +187,7 @@ class Database:
     ) -> Database:
         """Open (creating if needed) and migrate the database at ``path``."""
         try:
+            await asyncio.to_thread(_create, path)
             writer = await _connect(path, cache_kib)
         except sqlite3.Error as e:
             raise StorageError(f"{path}: cannot open database: {e}") from None
@@ -382,6 +383,21 @@ class Database:
                 await self._reader.execute("COMMIT")
 
 
+def _create(path: Path) -> None:
+    """If there is no database at ``path`` yet: a new database file that gives freed pages
+    back to the file system on request (``PRAGMA incremental_vacuum``: node/history
+    evicts events and returns the space).
+    auto_vacuum can only be chosen before the file's first page is written."""
+    if path.exists() and path.stat().st_size > 0:
+        return  # a database already (an empty file, made 0600 by `croft init`, is not)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
 async def _connect(path: Path, cache_kib: int) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(str(path), isolation_level=None)
     try:
@@ -395,6 +411,8 @@ async def _connect(path: Path, cache_kib: int) -> aiosqlite.Connection:
         await conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
         # Statement journals (one per SAVEPOINT'd job) in memory, not temporary files.
         await conn.execute("PRAGMA temp_store=MEMORY")
+        # The -wal file shrinks back to this after a checkpoint (it counts on disk).
+        await conn.execute("PRAGMA journal_size_limit=4194304")
     except BaseException:
         # aiosqlite runs each connection in a non-daemon thread: close it, or the
         # process cannot exit after reporting the error.

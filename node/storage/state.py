@@ -141,10 +141,15 @@ class StateStore:
             out: list[sqlite3.Row] = []
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                # An event that left the history cache (node/history) keeps its place
+                # in the DAG: one group, as it is not a state event.
                 out += conn.execute(
                     "SELECT event_id, before_group, after_group FROM event_state_groups"
-                    f" WHERE event_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
+                    f" WHERE event_id IN ({marks})"
+                    " UNION ALL SELECT event_id, state_group, state_group FROM evicted_events"
+                    f" WHERE event_id IN ({marks})",
+                    chunk + chunk,
                 ).fetchall()
             return out
 
