@@ -4,15 +4,19 @@ the rest from peers when a client asks for it.
 Budgets (``[history]``, set by the device profile):
 
 - ``max_timeline_events_per_room``: timeline events (node/history/store.py) cached per
-  room. A sweep starts when a room holds more than the budget less 5 % and takes its
-  oldest events out until it holds the budget less 10 %, so between sweeps a room
-  stays within its budget unless more than 5 % of it arrives in one sweep interval.
-- ``max_store_bytes``: the database's pages in use plus the media files. Over 95 %,
-  the oldest timeline events of any room leave until the store is under 90 %. (Media
-  uploads are refused at 100 %: node/media/service.py.)
+  room. A sweep starts when a room holds more than the budget less 10 % and takes its
+  oldest events out until it holds the budget less 20 %, so a room stays within its
+  budget unless more than 10 % of it arrives between two sweeps (at most
+  :data:`SWEEP_DEBOUNCE_S` apart while events come). Events still to be sent to a peer
+  stay whatever the budget: they leave once delivered.
+- ``max_store_bytes``: the database's pages in use plus the media files. Over 90 %,
+  the oldest timeline events of any room leave until the store is under 80 %; when
+  nothing more can leave, the oldest of what left is forgotten (its row and edges go:
+  /messages then ends there, see store.forget_sync). Media uploads are refused at
+  100 % (node/media/service.py).
 
-Eviction runs in a background task, woken by new events (at most every
-:data:`SWEEP_DEBOUNCE_S`) and every :data:`SWEEP_INTERVAL_S`, in writes of
+Eviction runs in a background task, woken by new events and every
+:data:`SWEEP_INTERVAL_S`, in writes of
 :data:`~node.history.store.EVICT_BATCH` events with a yield to the event loop between
 them, so sends and /sync never wait behind more than one batch. Databases made since
 migration 0019 give freed pages back to the file system (auto_vacuum=INCREMENTAL).
@@ -59,9 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 30.0
-SWEEP_DEBOUNCE_S = 1.0
+SWEEP_DEBOUNCE_S = 0.25
 RETENTION_INTERVAL_S = 300.0
-FRESH_S = 600.0
+FRESH_S = 60.0
 RETRY_AFTER_S = 30.0
 # Per refetch: events asked for, seeds named (``v``), servers tried, seconds per request.
 REFETCH_LIMIT = 100
@@ -82,7 +86,7 @@ class Budget:
 
     @classmethod
     def of(cls, limit: int) -> Budget:
-        slack = max(1, limit // 20)
+        slack = max(1, limit // 10)
         return cls(max(0, limit - slack), max(0, limit - 2 * slack))
 
 
@@ -128,6 +132,7 @@ class HistoryCache:
         notifier = self.node.notifier
         seen: StreamToken = notifier.current_token()
         while True:
+            started = time.monotonic()
             try:
                 await self.sweep()
             except asyncio.CancelledError:
@@ -135,16 +140,18 @@ class HistoryCache:
             except Exception:
                 log.exception("history: sweep failed; trying again in %.0f s", SWEEP_INTERVAL_S)
             seen = await notifier.wait_for_change(seen, SWEEP_INTERVAL_S)
-            await asyncio.sleep(SWEEP_DEBOUNCE_S)
+            # At most one sweep per SWEEP_DEBOUNCE_S, however fast events come.
+            await asyncio.sleep(max(0.0, started + SWEEP_DEBOUNCE_S - time.monotonic()))
             seen = notifier.current_token()
 
-    async def sweep(self) -> SweepReport:
-        """One pass: the rooms with new events against their budget, the store against
-        its budget, retention when due. Returns what it did."""
+    async def sweep(self, *, every_room: bool = False) -> SweepReport:
+        """One pass: the rooms with new events (``every_room``: all rooms) against
+        their budget, the store against its budget, retention when due. Returns what it
+        did."""
         async with self._sweeping:
             report = SweepReport()
             position = await self.node.events.max_stream_ordering()
-            if self._swept_to is None:
+            if self._swept_to is None or every_room:
                 rooms = [r[0] for r in await self.db.fetchall("SELECT room_id FROM rooms")]
             else:
                 swept = self._swept_to

@@ -16,6 +16,11 @@ from node.relations.aggregations import REFERENCE, REPLACE, THREAD, ThreadSummar
 from node.storage.database import Database
 
 # The child row (alias e) is a visible timeline event.
+# The aggregation queries start from the parents' children (index event_relations_parent)
+# and join each child and its parent by event ID: CROSS JOIN keeps that order. Left to
+# itself SQLite may start from the parents and scan the whole room's events for
+# children (``e.room_id = p.room_id AND e.stream_ordering <= ?`` suit an index there),
+# which made a /messages page of 100 events cost ~0.1 s per 1,000 events in the room.
 _VISIBLE = (
     "e.rejected_reason IS NULL AND e.soft_failed = 0 AND e.outlier = 0 AND e.redacted_by IS NULL"
 )
@@ -112,8 +117,8 @@ class RelationsStore:
         rows = await self.db.fetchall(
             "SELECT r.relates_to_id, COUNT(*), SUM(e.sender = ?), MAX(e.stream_ordering),"
             " e.event_id FROM event_relations r"
-            " JOIN events e ON e.event_id = r.event_id"
-            " JOIN events p ON p.event_id = r.relates_to_id"
+            " CROSS JOIN events e ON e.event_id = r.event_id"
+            " CROSS JOIN events p ON p.event_id = r.relates_to_id"
             f" WHERE r.relates_to_id IN ({_marks(parent_ids)}) AND r.rel_type = ?"
             f" AND e.room_id = p.room_id AND {_VISIBLE}{ignore_sql}"
             " GROUP BY r.relates_to_id",
@@ -136,8 +141,8 @@ class RelationsStore:
             " ROW_NUMBER() OVER (PARTITION BY r.relates_to_id"
             "   ORDER BY e.origin_server_ts DESC, e.event_id DESC) AS n"
             " FROM event_relations r"
-            " JOIN events e ON e.event_id = r.event_id"
-            " JOIN events p ON p.event_id = r.relates_to_id"
+            " CROSS JOIN events e ON e.event_id = r.event_id"
+            " CROSS JOIN events p ON p.event_id = r.relates_to_id"
             f" WHERE r.relates_to_id IN ({_marks(parent_ids)}) AND r.rel_type = ?"
             " AND e.room_id = p.room_id AND e.sender = p.sender AND e.type = p.type"
             " AND e.state_key IS NULL AND p.state_key IS NULL"
@@ -157,8 +162,8 @@ class RelationsStore:
         ignore_sql, ignore_params = _not_ignored(ignored, upto)
         rows = await self.db.fetchall(
             "SELECT r.relates_to_id, e.event_id FROM event_relations r"
-            " JOIN events e ON e.event_id = r.event_id"
-            " JOIN events p ON p.event_id = r.relates_to_id"
+            " CROSS JOIN events e ON e.event_id = r.event_id"
+            " CROSS JOIN events p ON p.event_id = r.relates_to_id"
             f" WHERE r.relates_to_id IN ({_marks(parent_ids)}) AND r.rel_type = ?"
             f" AND e.room_id = p.room_id AND {_VISIBLE}{ignore_sql}"
             " ORDER BY e.stream_ordering",
