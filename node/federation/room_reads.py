@@ -63,6 +63,7 @@ from node.federation.server_visibility import (
     server_state,
 )
 from node.rooms.visibility import HISTORY_VISIBILITY, WORLD_READABLE
+from node.storage import federation_outbox as outbox
 
 if TYPE_CHECKING:
     from node.app import Node
@@ -116,6 +117,18 @@ def transaction(node: Node, pdus: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "origin_server_ts": int(time.time() * 1000),
         "pdus": list(pdus),
     }
+
+
+async def served(node: Node, origin: str, stored: Sequence[StoredPdu]) -> None:
+    """``origin`` fetched these events: any that the outbound queue thinned out before
+    sending them to it are delivered (node/storage/federation_outbox.py)."""
+    ids = [s.event_id for s in stored]
+    marks = ",".join("?" * len(ids))
+    if ids and await node.db.fetchone(
+        f"SELECT 1 FROM federation_outbox_thinned WHERE destination = ? AND event_id IN ({marks})",
+        (origin, *ids),
+    ):
+        await node.db.write_sync(lambda conn: outbox.served_sync(conn, origin, ids))
 
 
 async def pdus_for_server(
@@ -216,6 +229,7 @@ async def get_event(request: web.Request) -> web.Response:
         raise not_found(f"Unknown event {event_id}")
     await room_for_origin(request, stored.room_id)
     pdus = await pdus_for_server(node, origin, [stored])
+    await served(node, origin, [stored])
     return json_response(transaction(node, pdus))
 
 
@@ -282,7 +296,9 @@ async def backfill(request: web.Request) -> web.Response:
     ids = await dag.backfill_ids(room_id, seeds, limit)
     found = await dag.get_pdus(ids)
     stored = [found[i] for i in ids if i in found]
-    return json_response(transaction(node, await pdus_for_server(node, origin_of(request), stored)))
+    pdus = await pdus_for_server(node, origin_of(request), stored)
+    await served(node, origin_of(request), stored)
+    return json_response(transaction(node, pdus))
 
 
 @routes.post(PREFIX + "/get_missing_events/{room_id}")
@@ -304,6 +320,7 @@ async def get_missing_events(request: web.Request) -> web.Response:
     found = await dag.get_pdus(ids)
     stored = [found[i] for i in ids if i in found]
     events = await pdus_for_server(node, origin_of(request), stored)
+    await served(node, origin_of(request), stored)
     return json_response({"events": events})
 
 

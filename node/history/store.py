@@ -7,7 +7,9 @@ What may leave the cache: a *timeline event* of a room, that is an event placed 
 the room's DAG here (not an outlier, with a state group) that is not a state event,
 is not one of the room's forward extremities (new events are built on those) and is
 not waiting in the federation outbox (federation_outbox_pdus: the sender reads the
-JSON it sends from the events table). State events, and so every auth chain, stay.
+JSON it sends from the events table) nor thinned out of it before its destination had
+it (federation_outbox_thinned: the destination fetches it when it needs it). State
+events, and so every auth chain, stay.
 """
 
 from __future__ import annotations
@@ -28,16 +30,22 @@ REASONS = (BUDGET, RETENTION, PURGE)
 # the writer, never wait long behind an eviction.
 EVICT_BATCH = 200
 
-# The timeline events of a room that may leave the cache (see the module), oldest
-# first. Parameters: room ID, then the position they are after.
-_EVICTABLE = (
-    "SELECT e.stream_ordering, e.event_id, e.origin_server_ts FROM events e"
-    " WHERE e.room_id = ?1 AND e.state_key IS NULL AND e.outlier = 0"
-    " AND e.stream_ordering > ?2"
+# What makes a stored event (``e``) a timeline event that may leave the cache (see the
+# module): the one test of _EVICTABLE, oldest_evictable_sync and evict_sync.
+_MAY_LEAVE = (
+    "e.state_key IS NULL AND e.outlier = 0"
     " AND EXISTS (SELECT 1 FROM event_state_groups g WHERE g.event_id = e.event_id)"
     " AND NOT EXISTS (SELECT 1 FROM forward_extremities f"
     "   WHERE f.room_id = e.room_id AND f.event_id = e.event_id)"
     " AND NOT EXISTS (SELECT 1 FROM federation_outbox_pdus o WHERE o.event_id = e.event_id)"
+    " AND NOT EXISTS (SELECT 1 FROM federation_outbox_thinned t WHERE t.event_id = e.event_id)"
+)
+
+# The timeline events of a room that may leave the cache, oldest first. Parameters:
+# room ID, then the position they are after.
+_EVICTABLE = (
+    "SELECT e.stream_ordering, e.event_id, e.origin_server_ts FROM events e"
+    f" WHERE e.room_id = ?1 AND e.stream_ordering > ?2 AND {_MAY_LEAVE}"
 )
 
 
@@ -120,11 +128,7 @@ def oldest_evictable_sync(conn: sqlite3.Connection, limit: int) -> list[tuple[st
     ordering): what the store budget takes first."""
     rows = conn.execute(
         "SELECT e.room_id, e.stream_ordering, e.event_id, e.origin_server_ts FROM events e"
-        " WHERE e.state_key IS NULL AND e.outlier = 0"
-        " AND EXISTS (SELECT 1 FROM event_state_groups g WHERE g.event_id = e.event_id)"
-        " AND NOT EXISTS (SELECT 1 FROM forward_extremities f"
-        "   WHERE f.room_id = e.room_id AND f.event_id = e.event_id)"
-        " AND NOT EXISTS (SELECT 1 FROM federation_outbox_pdus o WHERE o.event_id = e.event_id)"
+        f" WHERE {_MAY_LEAVE}"
         " ORDER BY e.stream_ordering LIMIT ?",
         (limit,),
     ).fetchall()
@@ -218,11 +222,7 @@ def evict_sync(conn: sqlite3.Connection, event_ids: Sequence[str], reason: str) 
             "SELECT e.event_id, e.room_id, e.stream_ordering, g.after_group,"
             " e.origin_server_ts, e.rejected_reason, e.soft_failed, e.redacted_by FROM events e"
             " JOIN event_state_groups g ON g.event_id = e.event_id"
-            f" WHERE e.event_id IN ({marks}) AND e.state_key IS NULL AND e.outlier = 0"
-            " AND NOT EXISTS (SELECT 1 FROM forward_extremities f"
-            "   WHERE f.room_id = e.room_id AND f.event_id = e.event_id)"
-            " AND NOT EXISTS (SELECT 1 FROM federation_outbox_pdus o"
-            "   WHERE o.event_id = e.event_id)",
+            f" WHERE e.event_id IN ({marks}) AND {_MAY_LEAVE}",
             chunk,
         ).fetchall()
         if not rows:

@@ -138,7 +138,8 @@ def record_failure_sync(conn: sqlite3.Connection, row: tuple[str, int, int, int]
 
 def thin_sync(conn: sqlite3.Connection, dest: str, cap: int) -> int:
     """Catch-up: beyond the newest ``cap`` PDUs queued for ``dest``, keep only the newest
-    per room (and none whose event is gone). Returns how many rows were deleted."""
+    per room (and none whose event is gone); the others are recorded as thinned out.
+    Returns how many rows were deleted."""
     (count,) = conn.execute(
         "SELECT COUNT(*) FROM federation_outbox_pdus WHERE destination = ?", (dest,)
     ).fetchone()
@@ -157,8 +158,25 @@ def thin_sync(conn: sqlite3.Connection, dest: str, cap: int) -> int:
             doomed.append((seq,))
         if room_id is not None:
             seen.add(room_id)
+    # Not sent, so not delivered: the history cache keeps them until the destination
+    # fetches them (migration 0020).
+    conn.executemany(
+        "INSERT OR IGNORE INTO federation_outbox_thinned (destination, event_id)"
+        " SELECT destination, event_id FROM federation_outbox_pdus WHERE seq = ?",
+        doomed,
+    )
     conn.executemany("DELETE FROM federation_outbox_pdus WHERE seq = ?", doomed)
     return len(doomed)
+
+
+def served_sync(conn: sqlite3.Connection, destination: str, event_ids: list[str]) -> int:
+    """``destination`` was served these events (it fetched them): those the queue had
+    thinned out are delivered now."""
+    cur = conn.executemany(
+        "DELETE FROM federation_outbox_thinned WHERE destination = ? AND event_id = ?",
+        [(destination, e) for e in event_ids],
+    )
+    return cur.rowcount
 
 
 def queued_counts_sync(conn: sqlite3.Connection, dest: str) -> tuple[int, int]:

@@ -7,6 +7,7 @@ retention and purges."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -345,3 +346,56 @@ async def test_the_store_budget_takes_the_oldest_events_of_any_room(alone: Clien
         assert await evicted_count(alone, room) > 0
         page = await alone.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit=1")
         assert page["chunk"][0]["content"]["body"].endswith((" 149", " 148"))
+
+
+async def test_croft_status_shows_the_cache(alone: Client) -> None:
+    room = await alone.create_room()
+    await send_many(alone, room, 30, "s")
+    cache = cache_of(alone)
+    cache.room_budget = Budget.of(10)
+    await cache.sweep(every_room=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "node.cli",
+        "status",
+        "--json",
+        "--data-dir",
+        str(alone.node.node.config.data_dir),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    history = json.loads(out)["history"]
+    assert history["timeline_events"] == 8
+    assert history["evicted"] == 22
+    assert 0 < history["used_bytes"] <= history["max_store_bytes"]
+
+
+async def test_events_thinned_out_of_the_queue_stay_until_the_peer_fetched_them(
+    pair: tuple[Client, Client],
+) -> None:
+    a, b = pair
+    room = await shared_room(a, b)
+    server_b = b.node.node.config.server_name
+    resolver_of(a.node).blocked.add(server_b)
+    a.node.node.federation_sender.catch_up_cap = 5  # catch-up thins all but the newest 5
+    await send_many(a, room, 30, "t")
+    db = a.node.node.db
+    deadline = time.monotonic() + 30
+    while not await db.fetchone("SELECT 1 FROM federation_outbox_thinned LIMIT 1"):
+        assert time.monotonic() < deadline, "the queue was never thinned"
+        await asyncio.sleep(0.1)
+    cache = cache_of(a)
+    cache.room_budget = Budget.of(10)
+    await cache.sweep(every_room=True)
+    # Not sent, so not delivered: none of them may leave.
+    assert await timeline_count(a, room) == 30
+
+    resolver_of(a.node).blocked.discard(server_b)
+    a.node.node.federation_sender.peer_is_back(server_b)
+    # B gets the newest and fetches the rest (/get_missing_events): then they are B's.
+    await b.wait_bodies(room, [f"t {i}" for i in range(30)])
+    await queue_empty(a)
+    assert await db.fetchone("SELECT 1 FROM federation_outbox_thinned") is None
+    await cache.sweep(every_room=True)
+    assert await timeline_count(a, room) <= 10
