@@ -232,8 +232,13 @@ async def readable_state(
 async def visible_event(
     request: web.Request, history: RoomHistory, room_id: str, event_id: str
 ) -> StoredEvent:
-    """The event ``event_id`` of ``room_id`` if the user may see it; 404 otherwise."""
-    stored = await request.app[NODE].events.get_event(event_id)
+    """The event ``event_id`` of ``room_id`` if the user may see it (one that left the
+    history cache is fetched again from the servers in the room: node/history); 404
+    otherwise."""
+    node = request.app[NODE]
+    stored = await node.events.get_event(event_id)
+    if stored is None and await node.history.fetch_again(room_id, event_id):
+        stored = await node.events.get_event(event_id)
     if (
         stored is None
         or stored.event.room_id != room_id

@@ -387,6 +387,41 @@ class HistoryCache:
         )
         return 0
 
+    async def fetch_again(self, room_id: str, event_id: str) -> bool:
+        """Fetch one event of the room that left the cache for its budget again, for
+        ``/event`` and ``/context`` (``GET /_matrix/federation/v1/event/{eventId}`` from
+        the servers in the room). False when it did not leave the cache, or nobody has
+        it now."""
+        rows = await self.db.read_sync(partial(store.evicted_sync, event_ids=[event_id]))
+        row = rows.get(event_id)
+        if row is None or row.reason != store.BUDGET or row.room_id != room_id:
+            return False
+        if row.origin_server_ts < await self.retention_horizon(room_id):
+            return False
+        if time.monotonic() < self._quiet_until.get(room_id, 0.0):
+            return False
+        version = await self.node.events.get_room_version(room_id)
+        if version is None:
+            return False
+        for server in (await self.node.backfiller.servers_to_ask(room_id, version))[
+            :REFETCH_SERVERS
+        ]:
+            try:
+                body = await self.node.federation_client.get_json(
+                    server,
+                    f"/_matrix/federation/v1/event/{path_segment(event_id)}",
+                    timeout=REFETCH_TIMEOUT_S,
+                )
+            except FederationRequestError as e:
+                log.info("history: fetching %s from %s failed: %s", event_id, server, e)
+                continue
+            pdus = body.get("pdus") if isinstance(body, dict) else None
+            if isinstance(pdus, list) and await self._restore(room_id, version, pdus):
+                log.info("history: %s fetched again from %s", event_id, server)
+                return True
+        self._quiet_until[room_id] = time.monotonic() + RETRY_AFTER_S
+        return False
+
     async def _restore(self, room_id: str, version: Any, raws: Sequence[Any]) -> int:
         """Put back the events among ``raws`` that are evicted events of the room."""
         parsed: dict[str, Event] = {}

@@ -399,3 +399,24 @@ async def test_events_thinned_out_of_the_queue_stay_until_the_peer_fetched_them(
     assert await db.fetchone("SELECT 1 FROM federation_outbox_thinned") is None
     await cache.sweep(every_room=True)
     assert await timeline_count(a, room) <= 10
+
+
+async def test_event_and_context_fetch_an_evicted_event_again(
+    pair: tuple[Client, Client],
+) -> None:
+    a, b = pair
+    room = await shared_room(a, b)
+    ids = await send_many(a, room, 30, "c")
+    await b.wait_bodies(room, ["c 29"])
+    await queue_empty(a)
+    cache = cache_of(a)
+    cache.room_budget = Budget.of(10)
+    await cache.sweep(every_room=True)
+    assert await a.node.node.events.get_event(ids[3]) is None
+
+    got = await a.call("GET", f"/rooms/{quote(room)}/event/{quote(ids[3])}")
+    assert got["content"]["body"] == "c 3"
+    around = await a.call("GET", f"/rooms/{quote(room)}/context/{quote(ids[5])}?limit=2")
+    assert around["event"]["content"]["body"] == "c 5"
+    # Not in this room, or never known: still 404.
+    await a.call("GET", f"/rooms/{quote(room)}/event/$nope", status=404)
