@@ -63,6 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 30.0
+# Seconds between exact counts of every room's timeline events (in between, a sweep
+# adds what was stored since the last one).
+RECOUNT_S = 600.0
 SWEEP_DEBOUNCE_S = 0.25
 RETENTION_INTERVAL_S = 300.0
 FRESH_S = 60.0
@@ -112,6 +115,8 @@ class HistoryCache:
         self._quiet_until: dict[str, float] = {}  # room ID -> monotonic time
         self._swept_to: int | None = None  # stream position the last sweep looked at
         self._over: set[str] = set()  # rooms left over their budget by the last sweep
+        self._counts: dict[str, int] = {}  # room ID -> timeline events cached (estimate)
+        self._recount_at = 0.0
         self._next_retention = 0.0
         self._task: asyncio.Task[None] | None = None
         self._sweeping = asyncio.Lock()
@@ -151,22 +156,34 @@ class HistoryCache:
         async with self._sweeping:
             report = SweepReport()
             position = await self.node.events.max_stream_ordering()
-            if self._swept_to is None or every_room:
+            now = time.monotonic()
+            if self._swept_to is None or every_room or now >= self._recount_at:
+                # Exact counts: at start, then now and then (backfilled events arrive
+                # below the positions the increments below look at).
                 rooms = [r[0] for r in await self.db.fetchall("SELECT room_id FROM rooms")]
+                self._counts = await self.db.read_sync(
+                    lambda conn: store.timeline_counts_sync(conn, rooms)
+                )
+                self._recount_at = now + RECOUNT_S
             else:
                 swept = self._swept_to
-                rooms = await self.db.read_sync(
-                    lambda conn: store.rooms_changed_since_sync(conn, swept)
+                new = await self.db.read_sync(
+                    lambda conn: store.new_timeline_events_sync(conn, swept)
                 )
-            rooms = list(dict.fromkeys([*self._over, *rooms]))
+                for room_id, n in new.items():
+                    self._counts[room_id] = self._counts.get(room_id, 0) + n
+            over = [r for r, n in self._counts.items() if n > self.room_budget.high]
+            rooms = list(dict.fromkeys([*self._over, *over]))
             counts = await self.db.read_sync(lambda conn: store.timeline_counts_sync(conn, rooms))
             self._over = set()
             for room_id, count in counts.items():
+                self._counts[room_id] = count
                 if count > self.room_budget.high:
                     report.rooms += 1
                     want = count - self.room_budget.low
                     moved = await self.evict_room(room_id, want, store.BUDGET)
                     report.evicted += moved
+                    self._counts[room_id] = count - moved
                     if moved < want:  # events still to be sent, say: look again later
                         self._over.add(room_id)
             report.evicted += await self._keep_store_in_budget()
@@ -452,6 +469,7 @@ class HistoryCache:
             return sum(store.restore_sync(conn, e, r, p) for e, r, p in ready)
 
         restored = int(await self.db.write_sync(write))
+        self._counts[room_id] = self._counts.get(room_id, 0) + restored
         until = time.monotonic() + FRESH_S
         for event, _, _ in ready:
             self._fresh[event.event_id] = until

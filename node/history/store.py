@@ -94,12 +94,14 @@ def timeline_counts_sync(conn: sqlite3.Connection, room_ids: Iterable[str]) -> d
     }
 
 
-def rooms_changed_since_sync(conn: sqlite3.Connection, position: int) -> list[str]:
-    """Rooms with events stored after stream position ``position``."""
+def new_timeline_events_sync(conn: sqlite3.Connection, position: int) -> dict[str, int]:
+    """Timeline events stored after stream position ``position``, by room."""
     rows = conn.execute(
-        "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ?", (position,)
+        "SELECT room_id, COUNT(*) FROM events WHERE stream_ordering > ?"
+        " AND state_key IS NULL AND outlier = 0 GROUP BY room_id",
+        (position,),
     ).fetchall()
-    return [r[0] for r in rows]
+    return {r[0]: int(r[1]) for r in rows}
 
 
 def evictable_sync(
