@@ -348,28 +348,11 @@ async def _run(config: object) -> None:
     # LAN discovery (mDNS) runs when features.discovery is on (the default), unless the
     # federation listener is on loopback only (node/app.py serve).
     running = await serve(config, discovery=True)
-    _trim_heap()
     try:
         await stop.wait()
         log.info("shutting down")
     finally:
         await running.stop()
-
-
-def _trim_heap() -> None:
-    """Give back to the system the memory start-up freed (~0.8 MiB): malloc keeps the
-    free pages that imports and migrations leave in the middle of its heap unless asked
-    (glibc's malloc_trim). Elsewhere (no malloc_trim) nothing happens."""
-    import ctypes  # ~0.3 MiB, less than what it gives back
-    import gc
-
-    gc.collect()
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: its libc
-    except (OSError, AttributeError):
-        return
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    trim(0)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

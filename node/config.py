@@ -548,7 +548,7 @@ def render_config_file(
     fed_line = (
         f'listen = "{federation_listen}"' if federation_listen else '# listen = "0.0.0.0:8448"'
     )
-    return f"""\
+    text = f"""\
 # Croft configuration.
 #
 # Settings are layered: the device profile named below gives the defaults
@@ -670,3 +670,32 @@ profile = "{profile}"
 [logging]
 # level = "info"                  # debug, info, warning, error
 """
+    return _show_profile_values(text, load_profile(profile))
+
+
+def _show_profile_values(text: str, profile: Mapping[str, Any]) -> str:
+    """The commented ``# key = value`` lines of the sections the profile sets, with the
+    profile's value instead of the built-in default (trailing comments kept in place)."""
+    out: list[str] = []
+    section: str | None = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            name = line.strip()
+            section = name[1:-1] if not name.startswith("[[") else None
+        key, sep, rest = line[2:].partition(" = ")
+        values = profile.get(section or "", {})
+        if line.startswith("# ") and sep and key in values:
+            old, hash_, comment = rest.rstrip("\n").partition("  #")
+            value = _toml_value(values[key])
+            width = len(old) if hash_ else 0
+            line = f"# {key} = {value.ljust(width)}{hash_}{comment}\n"
+        out.append(line)
+    return "".join(out)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)

@@ -177,6 +177,16 @@ class RunningCroft:
         """Everything the process wrote so far (stdout, then stderr: the log)."""
         return self.out_path.read_text(errors="replace") + self.err_path.read_text(errors="replace")
 
+    def wait_for_output(self, text: str, deadline: float = 10.0) -> str:
+        """Until the process has written ``text`` (the log's last start-up lines, such
+        as "is up", follow the first answer to /versions); returns the output."""
+        end = time.monotonic() + deadline
+        while text not in (output := self.output):
+            if time.monotonic() > end:
+                pytest.fail(f"croft run never wrote {text!r}:\n{output}")
+            time.sleep(0.05)
+        return output
+
     def wait_until_up(self, deadline: float = DEADLINE) -> None:
         """Until run.json names this process and GET /versions answers 200."""
         end = time.monotonic() + deadline
@@ -715,7 +725,7 @@ def test_iot_sensor_profile_runs_without_the_heavy_stacks(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH")) if p)
 
     node = start(data_dir, "--profile", "iot-sensor", env=env)
-    assert "is up (profile iot-sensor)" in node.output
+    node.wait_for_output("is up (profile iot-sensor)")
     result = croft("status", "--data-dir", data_dir, "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
