@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="device profile to run with (overrides config.toml)",
     )
 
-    status_help = "is the node running? name, listeners, store size"
+    status_help = "is the node running? name, listeners, store size, history cache"
     status = sub.add_parser(
         "status",
         help=status_help,
