@@ -357,7 +357,7 @@ async def _run(config: object) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from node.config import load_config
-    from node.datadir import read_run_file
+    from node.datadir import pid_alive, read_run_file
 
     data_dir = _data_dir(args)
     config = load_config(data_dir)
@@ -365,7 +365,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         p.stat().st_size for p in data_dir.glob(config.storage.database + "*") if p.is_file()
     )
     run = read_run_file(data_dir)
-    running = run is not None and _pid_alive(int(run.get("pid", 0)))
+    running = run is not None and pid_alive(int(run.get("pid", 0)))
     if not running or run is None:
         run = {}
     listeners = run.get("listeners", {})
@@ -533,18 +533,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
     print(f"New signing key {verify_key_id(new)}; {retired.key_id} retired.")
     print("Start the node (`croft run`) to use it.")
     return 0
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _answers(addr: str | None) -> bool:

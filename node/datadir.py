@@ -217,6 +217,19 @@ def read_run_file(data_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this ID exists (run.json's pid: the node's)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's
+    return True
+
+
 def remove_run_file(data_dir: Path) -> None:
     try:
         (data_dir / RUN_FILE).unlink()

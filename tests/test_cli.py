@@ -684,30 +684,6 @@ def test_run_after_sigkill_starts_again(
 
 # -- profiles --------------------------------------------------------------------------------
 
-SITECUSTOMIZE = """\
-# Loaded by site.py at start-up (PYTHONPATH): records every attempt to import a
-# watched top-level package, and at exit writes that with sys.modules to a file.
-import atexit, json, os, sys
-
-WATCHED = {"textual", "aiortc", "av", "nio", "argon2"}
-attempted = []
-
-
-class _Watch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in WATCHED:
-            attempted.append(name)
-        return None
-
-
-sys.meta_path.insert(0, _Watch())
-
-
-@atexit.register
-def _report():
-    with open(os.environ["IMPORT_REPORT"], "w") as f:
-        json.dump({"attempted": attempted, "modules": sorted(sys.modules)}, f)
-"""
 HEAVY = ("textual", "aiortc", "av", "nio")
 
 
@@ -717,11 +693,13 @@ def test_iot_sensor_profile_runs_without_the_heavy_stacks(
     """`croft run --profile iot-sensor` runs with that profile, and the real process never
     even tries to import textual, aiortc, av or nio (watched by an import hook that
     sitecustomize installs in the croft process itself)."""
+    from tests.test_lean import SITECUSTOMIZE  # tests/test_lean.py imports this module
+
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
     report = tmp_path / "imports.json"
-    env = clean_env(IMPORT_REPORT=str(report))
+    env = clean_env(LEAN_REPORT=str(report), LEAN_WATCHED=",".join((*HEAVY, "argon2")))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH")) if p)
 
     node = start(data_dir, "--profile", "iot-sensor", env=env)

@@ -84,6 +84,23 @@ async def shared_room(a: Client, b: Client) -> str:
     return room
 
 
+async def croft(*args: str | Client) -> tuple[int, str, str]:
+    """Run the croft command (a Client stands for its node's data directory): exit
+    status, stdout, stderr."""
+    argv = [str(a.node.node.config.data_dir) if isinstance(a, Client) else a for a in args]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "node.cli",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 async def queue_empty(client: Client) -> None:
     """Until the node's federation queue is empty: events still queued never leave."""
     deadline = time.monotonic() + 30
@@ -242,22 +259,11 @@ async def test_croft_purge_before_a_date_while_the_node_runs(
     await b.wait_bodies(room, ["late 4"])
     await queue_empty(a)
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "node.cli",
-        "purge",
-        "--data-dir",
-        str(a.node.node.config.data_dir),
-        "#log:" + a.node.node.config.server_name,
-        "--before",
-        cut,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, out, err = await croft(
+        "purge", "--data-dir", a, "#log:" + a.node.node.config.server_name, "--before", cut
     )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    assert f"{room}: 5 events sent before" in out.decode()
+    assert code == 0, err
+    assert f"{room}: 5 events sent before" in out
 
     assert bodies(await whole_history(a, room, 3)) == [f"late {i}" for i in range(4, -1, -1)]
     assert await evicted_count(a, room, "purge") == 5
@@ -291,22 +297,9 @@ async def test_croft_purge_refuses_unknown_rooms(alone: Client) -> None:
         ("#nope:x", "no such alias"),
         ("lobby", "not a room ID"),
     ]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "node.cli",
-            "purge",
-            "--data-dir",
-            str(alone.node.node.config.data_dir),
-            room,
-            "--before",
-            "1d",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await proc.communicate()
-        assert proc.returncode == 2
-        assert message in err.decode() and err.decode().startswith("croft: error:")
+        code, _, err = await croft("purge", "--data-dir", alone, room, "--before", "1d")
+        assert code == 2
+        assert message in err and err.startswith("croft: error:")
 
 
 async def test_forgotten_history_ends_the_timeline_where_it_was_cut(
@@ -354,17 +347,8 @@ async def test_croft_status_shows_the_cache(alone: Client) -> None:
     cache = cache_of(alone)
     cache.room_budget = Budget.of(10)
     await cache.sweep(every_room=True)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "node.cli",
-        "status",
-        "--json",
-        "--data-dir",
-        str(alone.node.node.config.data_dir),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
+    code, out, _ = await croft("status", "--json", "--data-dir", alone)
+    assert code == 0
     history = json.loads(out)["history"]
     assert history["timeline_events"] == 8
     assert history["evicted"] == 22
