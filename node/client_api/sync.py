@@ -295,6 +295,53 @@ async def _read_back(
     return chunk, cursor
 
 
+async def read_forward(
+    node: Node,
+    history: RoomHistory,
+    room_id: str,
+    room_filter: EventFilter,
+    start: int,
+    to_pos: int | None,
+    limit: int,
+) -> tuple[list[StoredEvent], int | None]:
+    """A forwards page of ``/messages``. Where it meets events that left the history
+    cache it stops below them and fetches them again from the servers in the room (as
+    :func:`read_back` does); when none can give them, it reads on past them (newer
+    history follows: the client must be able to reach it)."""
+    chunk: list[StoredEvent] = []
+    cursor = start
+    for _ in range(REFETCH_ROUNDS):
+        gap = await node.history.gap_above(room_id, cursor, limit - len(chunk))
+        stop_at_gap = gap is not None and (to_pos is None or gap[0] <= to_pos)
+        page = await read_page(
+            node.events,
+            history,
+            room_id,
+            room_filter,
+            backwards=False,
+            start=cursor,
+            to_pos=gap[0] - 1 if gap is not None and stop_at_gap else to_pos,
+            limit=limit - len(chunk),
+        )
+        chunk += page.events
+        if page.end is not None or gap is None or not stop_at_gap:
+            return chunk, page.end
+        cursor = gap[0] - 1
+        if not await node.history.refetch(room_id, gap[1], limit - len(chunk)):
+            break  # nobody has them now: read on past them
+    page = await read_page(
+        node.events,
+        history,
+        room_id,
+        room_filter,
+        backwards=False,
+        start=cursor,
+        to_pos=to_pos,
+        limit=limit - len(chunk),
+    )
+    return chunk + page.events, page.end
+
+
 @routes.get(V3 + "/rooms/{room_id}/messages")
 @authenticated
 async def messages(request: web.Request, requester: Requester) -> web.Response:
@@ -318,17 +365,7 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
             node, requester.user_id, history, room_id, room_filter, start, to_pos, limit
         )
     else:
-        page = await read_page(
-            node.events,
-            history,
-            room_id,
-            room_filter,
-            backwards=False,
-            start=start,
-            to_pos=to_pos,
-            limit=limit,
-        )
-        chunk, end = page.events, page.end
+        chunk, end = await read_forward(node, history, room_id, room_filter, start, to_pos, limit)
     served = [(s.event, to_client_event(s.event)) for s in chunk]
     own = [(e.event_id, out["unsigned"]) for e, out in served if e.sender == requester.user_id]
     await add_transaction_ids(node.events, requester.user_id, requester.device_id, own)

@@ -342,6 +342,23 @@ class HistoryCache:
         )
         return rows[0].stream_ordering if rows else None
 
+    async def gap_above(self, room_id: str, after: int, need: int) -> tuple[int, int] | None:
+        """For a forwards page from ``after``: the positions of the oldest and of the
+        ``need``-th oldest event after it that left the cache for its budget (fetching
+        again up to the latter, newest first, brings back the ``need`` the page meets
+        first), if any."""
+        not_before = await self.retention_horizon(room_id)
+        found = await self.db.read_sync(
+            lambda conn: store.refetchable_above_sync(
+                conn,
+                room_id,
+                after=after,
+                limit=max(1, min(need, REFETCH_LIMIT)),
+                not_before_ts=not_before,
+            )
+        )
+        return (found[0], found[-1]) if found else None
+
     async def refetch(self, room_id: str, upto: int, need: int) -> int:
         """Fetch again up to ``need`` events of the room that left the cache, the
         newest at or below stream position ``upto`` first, from the servers in the

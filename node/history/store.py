@@ -152,6 +152,21 @@ def refetchable_sync(
     return [_evicted(r) for r in rows]
 
 
+def refetchable_above_sync(
+    conn: sqlite3.Connection, room_id: str, *, after: int, limit: int, not_before_ts: int = 0
+) -> list[int]:
+    """The stream positions of up to ``limit`` events of the room that left the cache
+    for its budget, after position ``after``, oldest first: what a forwards page meets
+    first."""
+    rows = conn.execute(
+        "SELECT stream_ordering FROM evicted_events"
+        " WHERE room_id = ? AND stream_ordering > ? AND reason = ? AND origin_server_ts >= ?"
+        " ORDER BY stream_ordering LIMIT ?",
+        (room_id, after, BUDGET, not_before_ts, limit),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 def evicted_sync(conn: sqlite3.Connection, event_ids: Sequence[str]) -> dict[str, Evicted]:
     """The evicted_events rows of ``event_ids``."""
     out: dict[str, Evicted] = {}

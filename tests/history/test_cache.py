@@ -404,3 +404,42 @@ async def test_event_and_context_fetch_an_evicted_event_again(
     assert around["event"]["content"]["body"] == "c 5"
     # Not in this room, or never known: still 404.
     await a.call("GET", f"/rooms/{quote(room)}/event/$nope", status=404)
+
+
+async def test_paging_forwards_fetches_evicted_history_too(pair: tuple[Client, Client]) -> None:
+    a, b = pair
+    room = await shared_room(a, b)
+    first = await a.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit=1")
+    await send_many(a, room, 50, "f")
+    await b.wait_bodies(room, ["f 49"])
+    await queue_empty(a)
+    cache = cache_of(a)
+    cache.room_budget = Budget.of(10)
+    await cache.sweep(every_room=True)
+
+    # Forwards from before the first message, 15 at a time: every one, in order.
+    seen: list[str] = []
+    start = first["end"]
+    for _ in range(20):
+        page = await a.call(
+            "GET", f"/rooms/{quote(room)}/messages?dir=f&limit=15&from={quote(start)}"
+        )
+        seen += bodies(page["chunk"])
+        if not page["chunk"] or "end" not in page:
+            break
+        start = page["end"]
+    assert seen == [f"f {i}" for i in range(50)]
+
+
+async def test_paging_forwards_reads_past_what_nobody_can_give_back(alone: Client) -> None:
+    room = await alone.create_room()
+    first = await alone.call("GET", f"/rooms/{quote(room)}/messages?dir=b&limit=1")
+    await send_many(alone, room, 30, "g")
+    cache = cache_of(alone)
+    cache.room_budget = Budget.of(10)
+    await cache.sweep(every_room=True)  # g 0 .. g 21 out, and nobody else has them
+
+    page = await alone.call(
+        "GET", f"/rooms/{quote(room)}/messages?dir=f&limit=50&from={quote(first['end'])}"
+    )
+    assert bodies(page["chunk"]) == [f"g {i}" for i in range(22, 30)]
