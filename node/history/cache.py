@@ -75,6 +75,8 @@ REFETCH_LIMIT = 100
 REFETCH_SEEDS = 5
 REFETCH_SERVERS = 5
 REFETCH_TIMEOUT_S = 20.0
+# Seconds one fetch may take in all, over every server it asks (a client waits on it).
+REFETCH_CALL_S = 20.0
 RETENTION = "m.room.retention"
 # Events out of the cache forgotten per write when the store is still over budget.
 FORGET_BATCH = 1000
@@ -379,12 +381,15 @@ class HistoryCache:
         servers = await self.node.backfiller.servers_to_ask(room_id, version)
         started = time.monotonic()
         for server in servers[:REFETCH_SERVERS]:
+            left = started + REFETCH_CALL_S - time.monotonic()
+            if left <= 0:
+                break
             try:
                 body = await self.node.federation_client.get_json(
                     server,
                     f"/_matrix/federation/v1/backfill/{path_segment(room_id)}",
                     query={"v": seeds, "limit": str(need)},
-                    timeout=REFETCH_TIMEOUT_S,
+                    timeout=min(REFETCH_TIMEOUT_S, left),
                 )
             except FederationRequestError as e:
                 log.info("history: fetching %s from %s failed: %s", room_id, server, e)
@@ -437,14 +442,18 @@ class HistoryCache:
         version = await self.node.events.get_room_version(room_id)
         if version is None:
             return False
+        started = time.monotonic()
         for server in (await self.node.backfiller.servers_to_ask(room_id, version))[
             :REFETCH_SERVERS
         ]:
+            left = started + REFETCH_CALL_S - time.monotonic()
+            if left <= 0:
+                break
             try:
                 body = await self.node.federation_client.get_json(
                     server,
                     f"/_matrix/federation/v1/event/{path_segment(event_id)}",
-                    timeout=REFETCH_TIMEOUT_S,
+                    timeout=min(REFETCH_TIMEOUT_S, left),
                 )
             except FederationRequestError as e:
                 log.info("history: fetching %s from %s failed: %s", event_id, server, e)
