@@ -4,11 +4,12 @@ the rest from peers when a client asks for it.
 Budgets (``[history]``, set by the device profile):
 
 - ``max_timeline_events_per_room``: timeline events (node/history/store.py) cached per
-  room. A sweep starts when a room holds more than the budget less 10 % and takes its
-  oldest events out until it holds the budget less 20 %, so a room stays within its
-  budget unless more than 10 % of it arrives between two sweeps (at most
-  :data:`SWEEP_DEBOUNCE_S` apart while events come). Events still to be sent to a peer
-  stay whatever the budget: they leave once delivered.
+  room. A sweep starts when a room holds more than the budget less a margin and takes
+  its oldest events out until it holds the budget less twice the margin. The margin is
+  10 % of the budget, or twice what arrived since the last sweep when more came (at
+  most half the budget): sweeps run at most :data:`SWEEP_DEBOUNCE_S` apart while
+  events come, so a room stays within its budget while the rate holds. Events still to
+  be sent to a peer stay whatever the budget: they leave once delivered.
 - ``max_store_bytes``: the database's pages in use plus the media files. Over 90 %,
   the oldest timeline events of any room leave until the store is under 80 %; when
   nothing more can leave, the oldest of what left is forgotten (its row and edges go:
@@ -94,6 +95,16 @@ class Budget:
         slack = max(1, limit // 10)
         return cls(max(0, limit - slack), max(0, limit - 2 * slack))
 
+    def adapted(self, arriving: int) -> Budget:
+        """The budget for a room into which ``arriving`` events came since the last
+        sweep: the margin below the limit grows to twice that, so that as many again
+        fit before the next sweep (at most half the limit)."""
+        limit = self.high + (self.high - self.low)
+        margin = min(max(limit - self.high, 2 * arriving), max(1, limit // 2))
+        if margin <= limit - self.high:
+            return self
+        return Budget(max(0, limit - margin), max(0, limit - 2 * margin))
+
 
 @dataclass
 class SweepReport:
@@ -159,6 +170,7 @@ class HistoryCache:
             report = SweepReport()
             position = await self.node.events.max_stream_ordering()
             now = time.monotonic()
+            new: dict[str, int] = {}  # timeline events stored since the last sweep
             if self._swept_to is None or every_room or now >= self._recount_at:
                 # Exact counts: at start, then now and then (backfilled events arrive
                 # below the positions the increments below look at).
@@ -174,15 +186,17 @@ class HistoryCache:
                 )
                 for room_id, n in new.items():
                     self._counts[room_id] = self._counts.get(room_id, 0) + n
-            over = [r for r, n in self._counts.items() if n > self.room_budget.high]
+            budgets = {r: self.room_budget.adapted(n) for r, n in new.items()}
+            over = [r for r, n in self._counts.items() if n > budgets.get(r, self.room_budget).high]
             rooms = list(dict.fromkeys([*self._over, *over]))
             counts = await self.db.read_sync(lambda conn: store.timeline_counts_sync(conn, rooms))
             self._over = set()
             for room_id, count in counts.items():
                 self._counts[room_id] = count
-                if count > self.room_budget.high:
+                budget = budgets.get(room_id, self.room_budget)
+                if count > budget.high:
                     report.rooms += 1
-                    want = count - self.room_budget.low
+                    want = count - budget.low
                     moved = await self.evict_room(room_id, want, store.BUDGET)
                     report.evicted += moved
                     self._counts[room_id] = count - moved

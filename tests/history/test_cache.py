@@ -443,3 +443,13 @@ async def test_paging_forwards_reads_past_what_nobody_can_give_back(alone: Clien
         "GET", f"/rooms/{quote(room)}/messages?dir=f&limit=50&from={quote(first['end'])}"
     )
     assert bodies(page["chunk"]) == [f"g {i}" for i in range(22, 30)]
+
+
+@pytest.mark.parametrize(
+    ("arriving", "high", "low"),
+    [(0, 1800, 1600), (100, 1800, 1600), (150, 1700, 1400), (300, 1400, 800), (5000, 1000, 0)],
+)
+def test_the_margin_grows_with_what_arrives_between_sweeps(
+    arriving: int, high: int, low: int
+) -> None:
+    assert Budget.of(2000).adapted(arriving) == Budget(high, low)

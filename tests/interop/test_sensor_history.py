@@ -73,6 +73,19 @@ def readings_taken(node: CroftProcess) -> int:
     return int(read_db(node, "SELECT COALESCE(SUM(last_seq), 0) FROM sensor_seq")[0][0])
 
 
+def cached_delivered(node: CroftProcess, room: str) -> int:
+    """Timeline events cached that no peer is still waiting for: the ones the budget
+    governs (events not yet sent stay whatever the budget, or they would be lost)."""
+    rows = read_db(
+        node,
+        "SELECT COUNT(*) FROM events e WHERE e.room_id = ? AND e.state_key IS NULL"
+        " AND e.outlier = 0 AND NOT EXISTS"
+        " (SELECT 1 FROM federation_outbox_pdus o WHERE o.event_id = e.event_id)",
+        (room,),
+    )
+    return int(rows[0][0])
+
+
 def cached_timeline(node: CroftProcess, room: str) -> int:
     rows = read_db(
         node,
@@ -153,7 +166,7 @@ async def test_sensor_node_publishes_within_its_budget_and_pages_back_from_the_l
         t0 = time.monotonic()
         reading_file.write_text("21500\n")
         seen_live = 0
-        most_cached = 0
+        most_cached = most_delivered = 0
         while readings_taken(sensor) < TARGET:
             response = await bob.call(
                 "GET", f"/sync?timeout=500&since={bob.since}" if bob.since else "/sync"
@@ -161,6 +174,7 @@ async def test_sensor_node_publishes_within_its_budget_and_pages_back_from_the_l
             bob.since = response["next_batch"]
             seen_live += sum(1 for e in timeline(response, room) if e["type"] == READING)
             most_cached = max(most_cached, cached_timeline(sensor, room))
+            most_delivered = max(most_delivered, cached_delivered(sensor, room))
         reading_file.unlink()  # the sources stop (each logs the missing file)
         await asyncio.sleep(0.5)  # the last reads in flight
         taken = taken_per_source(sensor)
@@ -174,17 +188,20 @@ async def test_sensor_node_publishes_within_its_budget_and_pages_back_from_the_l
         await wait_for(laptop_has_all, 120, "every reading on the laptop")
         log.info(
             "%d readings published in %.1f s, %d seen live on the laptop, all there after"
-            " %.1f s; at most %d cached on the sensor node",
+            " %.1f s; at most %d cached on the sensor node, %d of them delivered",
             sum(taken.values()),
             published,
             seen_live,
             time.monotonic() - t0,
             most_cached,
+            most_delivered,
         )
         await wait_for(lambda: queued(sensor) == 0, 60, "queue emptied")
-        # The sensor node kept within its budget while publishing, and is now below it
-        # (the events it still had to send are out, so they may leave too).
-        assert most_cached <= BUDGET, most_cached
+        # The sensor node kept what it had delivered within its budget while publishing
+        # (what the laptop had yet to receive stays, whatever the budget: on a loaded
+        # machine the laptop falls behind 400 readings/s), and once everything is out
+        # it is within the budget altogether.
+        assert most_delivered <= BUDGET, most_delivered
         await wait_for(lambda: cached_timeline(sensor, room) <= BUDGET, 60, "budget")
         evicted = int(
             read_db(sensor, "SELECT COUNT(*) FROM evicted_events WHERE room_id = ?", (room,))[0][0]
