@@ -186,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
         "unless an offset is given) or an age (30d, 12h, 90m, 2w)",
     )
 
+    tui_help = "the terminal client: chat with the local node, or any homeserver"
+    tui = sub.add_parser(
+        "tui",
+        help=tui_help,
+        description=f"croft tui: {tui_help}. Without options it connects to the running "
+        "node of the data directory with the access token `croft init` stored; with "
+        "--homeserver and --user it logs in there with a password (asked for).",
+    )
+    _data_dir_arg(tui)
+    tui.add_argument("--homeserver", metavar="URL", help="e.g. https://matrix.example.org")
+    tui.add_argument("--user", metavar="ID", help="full user ID, e.g. @me:example.org")
+
     keys_help = "the server's signing keys (rotate)"
     keys = sub.add_parser("keys", help=keys_help, description=f"croft keys: {keys_help}.")
     keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
@@ -516,6 +528,31 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.session import Connection, SessionError, local_connection
+
+    if bool(args.homeserver) != bool(args.user):
+        raise CliError("--homeserver and --user go together")
+    if args.homeserver:
+        import getpass
+
+        password = getpass.getpass(f"Password for {args.user}: ")
+        connection = Connection(args.homeserver, args.user, password=password)
+    else:
+        try:
+            connection = local_connection(_data_dir(args))
+        except SessionError as e:
+            raise CliError(str(e)) from None
+    from tui.app import CroftApp  # textual and nio: only for this command
+
+    app = CroftApp(connection)
+    app.run()
+    if app.error:
+        print(f"croft: error: {app.error}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from node.datadir import OLD_KEYS_FILE, SIGNING_KEY_FILE, is_initialised, lock_data_dir
     from node.events.signing import verify_key_id
@@ -579,6 +616,7 @@ COMMANDS = {
     "peers": cmd_peers,
     "publish": cmd_publish,
     "purge": cmd_purge,
+    "tui": cmd_tui,
 }
 
 

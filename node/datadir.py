@@ -230,6 +230,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def client_url(run: dict[str, Any]) -> str | None:
+    """The URL a local program reaches the node's client API at, from its run.json
+    (a wildcard listener is reached on loopback); None when it names none."""
+    addr = str(run.get("listeners", {}).get("client", ""))
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
+    return f"http://{host}:{port}"
+
+
 def remove_run_file(data_dir: Path) -> None:
     try:
         (data_dir / RUN_FILE).unlink()

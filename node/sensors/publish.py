@@ -168,16 +168,14 @@ def _send_online(config: Config, room: str, event_type: str, content: dict[str, 
 
 
 def _client_url(data_dir: Path) -> str:
-    from node.datadir import pid_alive, read_run_file
+    from node.datadir import client_url, pid_alive, read_run_file
 
     deadline = time.monotonic() + START_WAIT
     while True:
         run = read_run_file(data_dir)
-        if run is not None and pid_alive(int(run.get("pid", 0))):
-            addr = str(run.get("listeners", {}).get("client", ""))
-            host, _, port = addr.rpartition(":")
-            host = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}.get(host, host)
-            return f"http://{host}:{port}"
+        url = client_url(run) if run is not None else None
+        if run is not None and url is not None and pid_alive(int(run.get("pid", 0))):
+            return url
         if time.monotonic() > deadline:
             raise NotSent(f"the node holds {data_dir} but has not started within {START_WAIT:g} s")
         time.sleep(0.1)

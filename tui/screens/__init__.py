@@ -1,0 +1,1 @@
+"""The TUI's screens: chat (main) and help."""

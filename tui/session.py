@@ -1,0 +1,57 @@
+"""Where `croft tui` connects: the local node (token from `croft init`) or any
+homeserver with a password.
+
+Imports neither textual nor nio: the CLI validates the arguments before loading them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.datadir import (
+    TUI_DEVICE_ID,
+    TUI_TOKEN_FILE,
+    client_url,
+    is_initialised,
+    pid_alive,
+    read_run_file,
+)
+
+
+class SessionError(Exception):
+    """The TUI cannot connect; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a homeserver: an access token, or a password to log in with.
+
+    ``user_id`` may be empty with a token: the app asks ``/account/whoami``.
+    """
+
+    homeserver: str
+    user_id: str = ""
+    token: str | None = None
+    password: str | None = None
+    device_id: str = ""
+
+
+def local_connection(data_dir: Path) -> Connection:
+    """The running node of ``data_dir``, with the token `croft init` stored."""
+    if not is_initialised(data_dir):
+        raise SessionError(f"no data directory at {data_dir} (create it with `croft init`)")
+    run = read_run_file(data_dir)
+    if run is None or not pid_alive(int(run.get("pid", 0))):
+        raise SessionError(f"the node of {data_dir} is not running (start it with `croft run`)")
+    url = client_url(run)
+    if url is None:
+        raise SessionError(f"{data_dir}/run.json names no client listener")
+    token_file = data_dir / TUI_TOKEN_FILE
+    try:
+        token = token_file.read_text("utf-8").strip()
+    except OSError as e:
+        raise SessionError(f"cannot read the access token {token_file}: {e.strerror}") from None
+    if not token:
+        raise SessionError(f"the access token file {token_file} is empty")
+    return Connection(url, token=token, device_id=TUI_DEVICE_ID)
