@@ -361,6 +361,7 @@ class RunningNode:
             await self.sensors.stop()
         if self.discovery is not None:
             await self.discovery.stop()
+        self.node.notifier.close()  # long-polling /sync requests answer now
         for runner in reversed(self.runners):
             await runner.cleanup()
         await self.node.stop()

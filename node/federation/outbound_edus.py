@@ -234,6 +234,8 @@ class OutboundEdus:
                     raise
                 except Exception:
                     log.exception("sending device list updates failed; retried on next change")
+            if self.notifier.closed:
+                return  # the node is stopping
             await self.notifier.wait_for_change(current, 3600)
 
     async def send_device_list_changes(self) -> None:

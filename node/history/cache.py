@@ -157,6 +157,8 @@ class HistoryCache:
                 raise
             except Exception:
                 log.exception("history: sweep failed; trying again in %.0f s", SWEEP_INTERVAL_S)
+            if notifier.closed:
+                return  # the node is stopping
             seen = await notifier.wait_for_change(seen, SWEEP_INTERVAL_S)
             # At most one sweep per SWEEP_DEBOUNCE_S, however fast events come.
             await asyncio.sleep(max(0.0, started + SWEEP_DEBOUNCE_S - time.monotonic()))

@@ -17,6 +17,18 @@ class Notifier:
     def __init__(self) -> None:
         self._positions: dict[str, int] = dict.fromkeys(STREAMS, 0)
         self._wakeup: asyncio.Future[None] | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """The node is stopping: every wait returns now, and later ones at once (a
+        long-polling /sync must not hold up the shutdown for its whole timeout)."""
+        self._closed = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def set_initial(self, stream: str, position: int) -> None:
         """Record where a stream stands at start-up (from the database)."""
@@ -43,7 +55,7 @@ class Notifier:
         while True:
             token = self.current_token()
             remaining = deadline - time.monotonic()
-            if token.is_after(since) or remaining <= 0:
+            if token.is_after(since) or remaining <= 0 or self._closed:
                 return token
             if self._wakeup is None or self._wakeup.done():
                 self._wakeup = asyncio.get_running_loop().create_future()

@@ -66,6 +66,8 @@ class SyncService:
             remaining = deadline - time.monotonic()
             if since is None or full_state or _has_content(ctx.response) or remaining <= 0:
                 break
+            if self.notifier.closed:
+                break  # the node is stopping: answer with what there is
             # Nothing new for this client: wait for any stream to move, then build again.
             await self.notifier.wait_for_change(upto, remaining)
         ctx.response["next_batch"] = str(ctx.upto)
