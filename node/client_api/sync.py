@@ -241,28 +241,6 @@ async def read_back(
     without a position to continue from: the client has reached the end of the
     history available. Past the oldest event stored here, history from before this
     server joined is backfilled (:func:`read_page_backfilling`)."""
-    chunk, end = await _read_back(
-        node, user_id, history, room_id, room_filter, start, to_pos, limit
-    )
-    horizon = await node.history.retention_horizon(room_id)
-    expired = [i for i, s in enumerate(chunk) if s.event.origin_server_ts < horizon]
-    if expired:
-        # Retention: what it has not taken out yet (and the newest events, which stay:
-        # new ones are built on them) is not served once expired; the history ends.
-        return chunk[: expired[0]], None
-    return chunk, end
-
-
-async def _read_back(
-    node: Node,
-    user_id: str,
-    history: RoomHistory,
-    room_id: str,
-    room_filter: EventFilter,
-    start: int,
-    to_pos: int | None,
-    limit: int,
-) -> tuple[list[StoredEvent], int | None]:
     chunk: list[StoredEvent] = []
     cursor = start
     floor = await node.history.floor(room_id)
@@ -364,6 +342,13 @@ async def messages(request: web.Request, requester: Requester) -> web.Response:
         chunk, end = await read_back(
             node, requester.user_id, history, room_id, room_filter, start, to_pos, limit
         )
+        horizon = await node.history.retention_horizon(room_id)
+        expired = [i for i, s in enumerate(chunk) if s.event.origin_server_ts < horizon]
+        if expired:
+            # Retention: what it has not taken out yet (and the newest events, which
+            # stay: new ones are built on them) is not served once expired; the
+            # history ends there.
+            chunk, end = chunk[: expired[0]], None
     else:
         chunk, end = await read_forward(node, history, room_id, room_filter, start, to_pos, limit)
     served = [(s.event, to_client_event(s.event)) for s in chunk]
