@@ -1,5 +1,9 @@
-"""The composer: one line of input; Enter sends. ``/me text`` is an emote (client-server
-API 11.2.1.7.3 ``m.emote``); other commands come in a later version."""
+"""The composer: one line of input; Enter sends.
+
+``/me text`` is an emote (client-server API 11.2.1.7.3 ``m.emote``); ``/join``,
+``/invite``, ``/leave``, ``/topic`` and ``/nick`` are commands the screen runs
+(tui/commands.py); ``//text`` sends ``/text`` as typed.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ from typing import Any
 from textual.message import Message
 from textual.widgets import Input
 
+from tui.commands import Command, parse_command
 
-def parse_input(text: str) -> dict[str, Any] | None:
-    """The ``m.room.message`` content for what was typed, or None for nothing to send.
 
-    Raises ValueError for an unknown command.
+def parse_input(text: str) -> dict[str, Any] | Command | None:
+    """The ``m.room.message`` content for what was typed, a command to run, or None for
+    nothing to send.
+
+    Raises ValueError for an unknown command or a command without its argument.
     """
     if not text.strip():
         return None
@@ -22,7 +29,7 @@ def parse_input(text: str) -> dict[str, Any] | None:
     if text.startswith("//"):  # an escaped slash: send the text as typed, minus one
         return {"msgtype": "m.text", "body": text[1:]}
     if text.startswith("/"):
-        raise ValueError(f"unknown command {text.split()[0]} (see F1 for help)")
+        return parse_command(text)
     return {"msgtype": "m.text", "body": text}
 
 
@@ -32,16 +39,23 @@ class Composer(Input):
             super().__init__()
             self.content = content
 
+    class Run(Message):
+        def __init__(self, command: Command) -> None:
+            super().__init__()
+            self.command = command
+
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(placeholder="Message (Enter sends, /me acts)", id=id)
+        super().__init__(placeholder="Message (Enter sends, /me acts, F1 lists commands)", id=id)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         try:
-            content = parse_input(event.value)
+            parsed = parse_input(event.value)
         except ValueError as e:
             self.notify(str(e), severity="warning")
             return
         self.value = ""
-        if content is not None:
-            self.post_message(self.Send(content))
+        if isinstance(parsed, Command):
+            self.post_message(self.Run(parsed))
+        elif parsed is not None:
+            self.post_message(self.Send(parsed))
