@@ -796,7 +796,8 @@ print(json.dumps(result))
 """
 
 
-def _private_namespace_available() -> str | None:
+def private_namespace_available() -> str | None:
+    """Why `unshare -n` cannot be used here, or None when it can."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "needs unshare(1) and ip(8)"
     probe = subprocess.run(
@@ -817,7 +818,7 @@ def test_first_run_initialises_with_defaults_in_a_private_network_namespace(
     127.0.0.1:8008, federation on 0.0.0.0:8448), prints the generated password, serves,
     and stops with status 0. The defaults listen on every interface, so this runs in
     a network namespace of its own (only a loopback)."""
-    reason = _private_namespace_available()
+    reason = private_namespace_available()
     if reason:
         pytest.skip(reason)
     home = tmp_path / "home"

@@ -25,7 +25,6 @@ import importlib
 import importlib.machinery as machinery
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -36,7 +35,7 @@ from typing import Any
 import pytest
 
 from node.discovery import sources
-from tests.test_cli import clean_env, croft_command
+from tests.test_cli import clean_env, croft_command, private_namespace_available
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
 DEADLINE = 60.0  # a whole driver run, on a loaded 2-core machine
@@ -242,20 +241,6 @@ def test_croft_run_loads_only_what_the_profile_asks_for(tmp_path: Path, profile:
     assert "zeroconf" not in attempted and "node.discovery.lan" not in modules
     # The sensor service loads with features.sensors, and only then.
     assert ("node.sensors.service" in modules) is profile_features(profile)["sensors"]
-
-
-def private_namespace_available() -> str | None:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return "needs unshare(1) and ip(8)"
-    probe = subprocess.run(
-        ["unshare", "-n", "sh", "-c", "ip link set lo up"],
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-    )
-    if probe.returncode != 0:
-        return f"cannot make a private network namespace (root needed?): {probe.stderr.strip()}"
-    return None
 
 
 def test_iot_sensor_with_its_real_defaults_in_a_private_namespace(tmp_path: Path) -> None:
