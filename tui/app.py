@@ -13,9 +13,11 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
+from tui import crypto
 from tui.screens.chat import SYNC_TIMEOUT_MS, ChatScreen
 from tui.screens.help import HelpScreen
-from tui.session import Connection
+from tui.screens.peers import PeersScreen, open_peers
+from tui.session import Connection, user_store_dir
 
 DEVICE_NAME = "croft tui"
 
@@ -28,13 +30,15 @@ class CroftApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True),
         Binding("f1", "help", "Help", priority=True),
         Binding("question_mark", "help", "Help", show=False),
+        Binding("f4", "peers", "Peers"),
     ]
 
     def __init__(self, connection: Connection, *, sync_timeout_ms: int = SYNC_TIMEOUT_MS) -> None:
         super().__init__()
         self.connection = connection
         self.sync_timeout_ms = sync_timeout_ms  # the /sync long-poll
-        config = nio.AsyncClientConfig(encryption_enabled=False, store_sync_tokens=False)
+        self.store_dir = connection.store_dir or user_store_dir(connection.user_id)
+        config = crypto.config()  # encryption on; the store is opened once logged in
         self.client = nio.AsyncClient(
             connection.homeserver,
             connection.user_id,
@@ -60,16 +64,29 @@ class CroftApp(App[None]):
             if whoami.device_id:
                 self.client.device_id = whoami.device_id
         else:
+            remembered = crypto.remembered_device(self.store_dir)
+            if remembered:  # the device of the last login: the store has its Olm account
+                self.client.device_id = remembered
             login = await self.client.login(c.password or "", device_name=DEVICE_NAME)
             if not isinstance(login, nio.LoginResponse):
                 self.fail(f"cannot log in to {c.homeserver} as {c.user_id}: {login.message}")
                 return
+        try:
+            crypto.open_store(self.client, self.store_dir)
+        except (OSError, nio.LocalProtocolError) as e:
+            self.fail(f"cannot open the encryption store {self.store_dir}: {e}")
+            return
         self.sub_title = self.client.user_id
         await self.push_screen(ChatScreen(self.client, self.sync_timeout_ms))
 
     def fail(self, message: str) -> None:
         self.error = message
         self.exit(return_code=2)
+
+    def action_peers(self) -> None:
+        if not any(isinstance(s, PeersScreen) for s in self.screen_stack):
+            c = self.connection
+            self.push_screen(open_peers(c.data_dir, c.homeserver))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

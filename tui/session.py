@@ -6,8 +6,11 @@ Imports neither textual nor nio: the CLI validates the arguments before loading 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from node.datadir import (
     TUI_DEVICE_ID,
@@ -17,6 +20,8 @@ from node.datadir import (
     pid_alive,
     read_run_file,
 )
+
+TUI_STORE_DIR = "tui-store"  # in the node's data directory
 
 
 class SessionError(Exception):
@@ -35,6 +40,9 @@ class Connection:
     token: str | None = None
     password: str | None = None
     device_id: str = ""
+    store_dir: Path | None = None
+    """The encryption store (Olm account, sessions); None: ``user_store_dir``."""
+    data_dir: Path | None = None  # the local node's: its LAN peers (F4) are readable
 
 
 def local_connection(data_dir: Path) -> Connection:
@@ -54,4 +62,17 @@ def local_connection(data_dir: Path) -> Connection:
         raise SessionError(f"cannot read the access token {token_file}: {e.strerror}") from None
     if not token:
         raise SessionError(f"the access token file {token_file} is empty")
-    return Connection(url, token=token, device_id=TUI_DEVICE_ID)
+    return Connection(
+        url,
+        token=token,
+        device_id=TUI_DEVICE_ID,
+        data_dir=data_dir,
+        store_dir=data_dir / TUI_STORE_DIR,
+    )
+
+
+def user_store_dir(user_id: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """The encryption store of ``user_id`` on another homeserver:
+    ``$XDG_DATA_HOME/croft/tui/<user ID>`` (``~/.local/share`` without XDG_DATA_HOME)."""
+    base = Path(environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "croft" / "tui" / quote(user_id, safe="@:.-_")

@@ -29,7 +29,7 @@ async def joined_from_b(a: Client, b: Client, name: str) -> str:
 
 
 def newest_body(screen: Any, room: str) -> Any:
-    return screen.histories[room].events[-1]["content"].get("body")
+    return screen.histories[room].entries[-1].content.get("body")
 
 
 async def unread_on_node(a: Client, room: str) -> int:
@@ -55,7 +55,7 @@ async def test_opening_a_room_marks_it_read(tmp_path: Path) -> None:
             # A message into the open room is marked read too.
             await b.send(room, "more news")
             await until(pilot, lambda: newest_body(screen, room) == "more news", "the message")
-            newest = screen.histories[room].events[-1]["event_id"]
+            newest = screen.histories[room].entries[-1].event_id
             await until(pilot, lambda: screen.marked_read[room] == newest, "marked read")
             await pilot.press("ctrl+n")  # away: no count comes back
             await until(pilot, lambda: " Zed" in room_labels(app), "Zed not selected")

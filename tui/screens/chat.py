@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import nio
@@ -25,46 +24,54 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 
+from tui import actions, crypto
+from tui import rooms as room_logic
 from tui.commands import CommandError, describe, run_command
+from tui.render import summary
+from tui.screens.confirm import ConfirmScreen, ReactScreen
+from tui.screens.create_room import CreateRoomScreen, DirectChatScreen
+from tui.screens.devices import DevicesScreen
 from tui.screens.invite import InviteScreen
+from tui.screens.room_settings import RoomSettingsScreen
+from tui.screens.verify import VerifyScreen
+from tui.timeline_model import Entry, RoomTimeline, editable
 from tui.widgets import Composer, RoomEntry, RoomList, Timeline
-from tui.widgets.timeline import transaction_id
+from tui.widgets.members import MembersPanel
+from tui.widgets.room_list import RoomSearch
 
 SYNC_TIMEOUT_MS = 30_000
 SYNC_FILTER = {"room": {"timeline": {"limit": 30}}}
+FIRST_SYNC_FILTER = {"room": {"timeline": {"limit": 10}}}  # less to parse: ready sooner
 PAGE = 50  # events per /messages page
+FILL = 20  # a room opened with fewer entries fetches a page at once
 RETRY_S = 2.0
-
-
-@dataclass
-class RoomHistory:
-    """What the client holds of one room: events oldest first, and where /messages
-    goes on from (None with ``complete`` once the room's start was reached)."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    prev_batch: str | None = None
-    complete: bool = False
-    echoes: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
-    """Messages sent from here that /sync has not brought back: transaction ID ->
-    (the event as shown, ``pending`` or ``failed``)."""
 
 
 class ChatScreen(Screen[None]):
     BINDINGS = [  # noqa: RUF012
         Binding("ctrl+n", "next_room", "Next room", priority=True),
         Binding("ctrl+p", "previous_room", "Previous room", priority=True),
+        Binding("ctrl+f", "search_rooms", "Search rooms", priority=True),
+        Binding("ctrl+o", "create_room", "Create room", priority=True),
+        Binding("ctrl+d", "direct_chat", "Direct chat", priority=True),
+        Binding("f2", "toggle_members", "Members", priority=True),
+        Binding("f3", "room_settings", "Room settings", priority=True),
+        Binding("f6", "devices", "Devices", priority=True),
     ]
 
     def __init__(self, client: nio.AsyncClient, sync_timeout_ms: int = SYNC_TIMEOUT_MS) -> None:
         super().__init__()
         self.client = client
         self.sync_timeout_ms = sync_timeout_ms
-        self.histories: dict[str, RoomHistory] = {}
+        self.histories: dict[str, RoomTimeline] = {}  # room ID -> what the client holds
         self.selected: str | None = None
         self.synced = asyncio.Event()
         self.marked_read: dict[str, str] = {}  # room ID -> the event marked read
         self.open_next: str | None = None  # a room just joined: shown once /sync has it
         self.said: list[str] = []  # every status message, oldest first
+        self.typing: dict[str, list[str]] = {}  # room ID -> the others typing there
+        self.typing_in: str | None = None  # the room told that the user is typing
+        self.directs = room_logic.DirectChats()  # m.direct and direct invites (tui/rooms.py)
 
     def say(self, message: str, severity: Any = "information") -> None:
         """A status message (a toast), kept in ``said``."""
@@ -73,11 +80,16 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            yield RoomList(id="rooms")
+            with Vertical(id="room-pane"):
+                yield RoomSearch(id="room-search")
+                yield RoomList(id="rooms")
             with Vertical(id="main"):
                 yield Label("", id="room-title")
                 yield Timeline(id="timeline")
+                yield Label("", id="typing")
+                yield Label("", id="composer-context")
                 yield Composer(id="composer")
+            yield MembersPanel(self.client, id="members")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -90,33 +102,37 @@ class ChatScreen(Screen[None]):
     async def sync_loop(self) -> None:
         timeout = 0  # the first sync answers at once: the screen fills quickly
         while True:
+            first = not self.client.next_batch
             response = await self.client.sync(
-                timeout=timeout, since=self.client.next_batch, sync_filter=SYNC_FILTER
+                timeout=timeout,
+                since=self.client.next_batch,
+                sync_filter=FIRST_SYNC_FILTER if first else SYNC_FILTER,
             )
             if not isinstance(response, nio.SyncResponse):
                 self.say(f"sync failed: {response.message}", severity="error")
                 await asyncio.sleep(RETRY_S)
                 continue
             self.apply_sync(response)
+            await self.after_sync_encryption(response)
             timeout = self.sync_timeout_ms
 
     def apply_sync(self, response: nio.SyncResponse) -> None:
+        self.directs.update(response, self.client.user_id)
         for room_id, info in response.rooms.join.items():
-            history = self.histories.setdefault(room_id, RoomHistory())
-            events = [e.source for e in info.timeline.events]
-            if info.timeline.limited and history.events:  # a gap: start again from here
-                history.events.clear()
-                history.complete = False
-                if room_id == self.selected:
-                    self.query_one(Timeline).show([], self.name_of(room_id), history.echoes)
-            if not history.events:
+            history = self.history(room_id)
+            events = [crypto.event_dict(e) for e in info.timeline.events]
+            if info.timeline.limited and history.newest_event_id():  # a gap: start again
+                history.clear()
+            if history.newest_event_id() is None:
                 history.prev_batch = info.timeline.prev_batch
-            history.events += events
-            for event in events:
-                history.echoes.pop(transaction_id(event) or "", None)
+            history.extend(events)
+            typing = actions.apply_ephemeral(history, info.ephemeral)
+            if typing is not None:
+                self.typing[room_id] = typing
             if room_id == self.selected:
-                self.query_one(Timeline).append(events)
+                self.query_one(Timeline).refresh_model()
                 self.mark_read(room_id)
+                self.show_typing()
         for room_id in response.rooms.leave:  # nio keeps left rooms: the list does not
             self.histories.pop(room_id, None)
             self.client.rooms.pop(room_id, None)
@@ -131,24 +147,29 @@ class ChatScreen(Screen[None]):
             self.select(entries[0].room_id)
         else:
             if self.selected is None:
-                self.query_one(Timeline).show([], str)
+                self.query_one(Timeline).show(RoomTimeline(), str)
             self.show_title()  # the name or topic may have changed
             self.refresh_rooms()
         self.synced.set()
 
     def room_entries(self) -> list[RoomEntry]:
-        rooms = [
-            RoomEntry(r.room_id, r.display_name, r.unread_notifications, r.unread_highlights)
-            for r in self.client.rooms.values()
-        ]
-        return sorted(rooms, key=lambda r: (r.name.casefold(), r.room_id))
+        """Joined rooms as listed: direct chats, then rooms."""
+        return room_logic.sections(self.client, self.directs).joined()
 
     def invite_entries(self) -> list[RoomEntry]:
-        invites = [RoomEntry(r.room_id, r.display_name) for r in self.client.invited_rooms.values()]
-        return sorted(invites, key=lambda r: (r.name.casefold(), r.room_id))
+        return room_logic.sections(self.client, self.directs).invites
 
     def refresh_rooms(self) -> None:
-        self.query_one(RoomList).show(self.room_entries(), self.invite_entries(), self.selected)
+        listed = room_logic.sections(self.client, self.directs)
+        self.query_one(RoomList).show(listed.rooms, listed.invites, self.selected, listed.direct)
+        room_id = self.selected or ""
+        creators = self.directs.creators.get(room_id, ())
+        self.query_one(MembersPanel).show(self.client.rooms.get(room_id), creators)
+
+    def history(self, room_id: str) -> RoomTimeline:
+        if room_id not in self.histories:
+            self.histories[room_id] = RoomTimeline(self.client.user_id)
+        return self.histories[room_id]
 
     def name_of(self, room_id: str) -> Any:
         room = self.client.rooms.get(room_id)
@@ -163,8 +184,13 @@ class ChatScreen(Screen[None]):
     def select(self, room_id: str) -> None:
         self.selected = room_id
         self.show_title()
-        history = self.histories.setdefault(room_id, RoomHistory())
-        self.query_one(Timeline).show(history.events, self.name_of(room_id), history.echoes)
+        timeline = self.query_one(Timeline)
+        timeline.show(self.history(room_id), self.name_of(room_id))
+        history = self.history(room_id)
+        if not history.complete and len(history.entries) < max(FILL, timeline.size.height):
+            self.load_older(room_id)  # the first sync brought only the newest few
+        self.query_one(Composer).leave_mode()
+        self.show_typing()
         self.refresh_rooms()
         self.mark_read(room_id)
 
@@ -177,9 +203,8 @@ class ChatScreen(Screen[None]):
 
     def mark_read(self, room_id: str) -> None:
         """Mark ``room_id`` read up to its newest event, once per event."""
-        events = self.histories[room_id].events if room_id in self.histories else []
-        newest = next((e.get("event_id") for e in reversed(events) if e.get("event_id")), None)
-        if isinstance(newest, str) and self.marked_read.get(room_id) != newest:
+        newest = self.history(room_id).newest_event_id()
+        if newest is not None and self.marked_read.get(room_id) != newest:
             self.marked_read[room_id] = newest
             self.send_read_markers(room_id, newest)
 
@@ -207,6 +232,45 @@ class ChatScreen(Screen[None]):
     def action_previous_room(self) -> None:
         self._step(-1)
 
+    # -- rooms: search, create, direct chats, members, settings (tui/rooms.py) ----------
+
+    def open_room(self, room_id: str | None) -> None:
+        """Show ``room_id`` now if /sync has it, else once it does."""
+        if room_id in self.client.rooms:
+            self.select(room_id)
+        elif room_id is not None:
+            self.open_next = room_id
+
+    def action_search_rooms(self) -> None:
+        self.query_one(RoomSearch).start()
+
+    @on(RoomSearch.Done)
+    def on_search_done(self) -> None:
+        self.query_one(Composer).focus()
+
+    def action_create_room(self) -> None:
+        self.app.push_screen(CreateRoomScreen(self.client), self.open_room)
+
+    def action_direct_chat(self) -> None:
+        self.app.push_screen(DirectChatScreen(self.client, self.directs), self.open_room)
+
+    def action_toggle_members(self) -> None:
+        room_id = self.selected or ""
+        creators = self.directs.creators.get(room_id, ())
+        self.query_one(MembersPanel).toggle(self.client.rooms.get(room_id), creators)
+
+    def action_room_settings(self) -> None:
+        room = self.client.rooms.get(self.selected or "")
+        if room is None:
+            self.say("no room selected", severity="warning")
+            return
+
+        def saved(room_id: str | None) -> None:
+            if room_id is not None:
+                self.say("room settings saved")
+
+        self.app.push_screen(RoomSettingsScreen(self.client, room), saved)
+
     # -- scrollback ---------------------------------------------------------------------
 
     @on(Timeline.NeedOlder)
@@ -216,22 +280,28 @@ class ChatScreen(Screen[None]):
 
     @work(group="older", exclusive=True)
     async def load_older(self, room_id: str) -> None:
-        history = self.histories.setdefault(room_id, RoomHistory())
+        history = self.history(room_id)
         if history.complete:
             return
-        response = await self.client.room_messages(room_id, start=history.prev_batch, limit=PAGE)
+        timeline = self.query_one(Timeline)
+        timeline.fetching = True
+        timeline.refresh()
+        try:
+            response = await self.client.room_messages(
+                room_id, start=history.prev_batch, limit=PAGE
+            )
+        finally:
+            timeline.fetching = False
+            timeline.refresh()
         if not isinstance(response, nio.RoomMessagesResponse):
             self.say(f"cannot load older messages: {response.message}", severity="error")
             return
-        older = [e.source for e in reversed(response.chunk)]
-        known = {e.get("event_id") for e in history.events}
-        older = [e for e in older if e.get("event_id") not in known]
-        history.events[:0] = older
+        history.prepend(crypto.event_dict(e) for e in reversed(response.chunk))
         history.prev_batch = response.end
         if not response.chunk or not response.end:
             history.complete = True
         if room_id == self.selected:
-            self.query_one(Timeline).prepend(older)
+            timeline.refresh_model()
 
     # -- sending ------------------------------------------------------------------------
 
@@ -241,24 +311,152 @@ class ChatScreen(Screen[None]):
             self.say("no room selected", severity="warning")
             return
         room_id, txn = self.selected, uuid.uuid4().hex
-        echo = {"type": "m.room.message", "sender": self.client.user_id}
-        echo["content"] = message.content
-        history = self.histories.setdefault(room_id, RoomHistory())
-        history.echoes[txn] = (echo, "pending")
-        self.query_one(Timeline).echo(txn, echo)
-        self.send(room_id, message.content, txn)
+        content = message.content
+        if message.editing is not None:
+            content = actions.replacement(message.editing, content)
+        elif message.reply_to is not None:
+            content = actions.reply(message.reply_to, content)
+        if message.editing is None:  # an edit shows when /sync brings it
+            echo = {"type": "m.room.message", "sender": self.client.user_id, "content": content}
+            self.history(room_id).echo(txn, echo)
+            self.query_one(Timeline).refresh_model()
+        self.send(room_id, "m.room.message", content, txn)
+        self.set_typing(room_id, False)
 
     @work(group="send")
-    async def send(self, room_id: str, content: dict[str, Any], txn: str) -> None:
-        response = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn)
+    async def send(self, room_id: str, event_type: str, content: dict[str, Any], txn: str) -> None:
+        try:
+            response = await self.client.room_send(
+                room_id, event_type, content, tx_id=txn, ignore_unverified_devices=True
+            )
+        except crypto.SEND_ERRORS as e:  # cannot encrypt for the room
+            response = nio.RoomSendError(f"cannot encrypt: {e}")
         if isinstance(response, nio.RoomSendResponse):
             return
         self.say(f"not sent: {describe(response)}", severity="error")
-        history = self.histories.setdefault(room_id, RoomHistory())
-        if txn in history.echoes:
-            history.echoes[txn] = (history.echoes[txn][0], "failed")
+        self.history(room_id).failed(txn)
         if room_id == self.selected:
-            self.query_one(Timeline).failed(txn)
+            self.query_one(Timeline).refresh_model()
+
+    # -- typing and the composer's modes -------------------------------------------------
+
+    def show_typing(self) -> None:
+        users = self.typing.get(self.selected or "", [])
+        line = actions.typing_line(users, self.name_of(self.selected or ""))
+        self.query_one("#typing", Label).update(line)
+
+    @on(Composer.Typing)
+    def on_typing(self, message: Composer.Typing) -> None:
+        if self.selected is not None:
+            self.set_typing(self.selected, message.typing)
+
+    @work(group="typing")
+    async def set_typing(self, room_id: str, typing: bool) -> None:
+        if not typing and self.typing_in != room_id:
+            return
+        if typing and self.typing_in not in (None, room_id):
+            await self.client.room_typing(self.typing_in or "", False)
+        self.typing_in = room_id if typing else None
+        response = await self.client.room_typing(room_id, typing, timeout=30_000)
+        if not isinstance(response, nio.RoomTypingResponse):
+            self.typing_in = None  # not worth a toast: the message itself still goes
+
+    @on(Composer.ModeChanged)
+    def on_mode_changed(self) -> None:
+        composer = self.query_one(Composer)
+        name_of = self.name_of(self.selected or "")
+        line = ""
+        if composer.editing is not None:
+            line = f"✎ editing: {summary(composer.editing, name_of)}  (Escape cancels)"
+        elif composer.reply_to is not None:
+            line = f"↳ replying to {summary(composer.reply_to, name_of)}  (Escape cancels)"
+        self.query_one("#composer-context", Label).update(line)
+        self.query_one("#composer-context", Label).display = bool(line)
+
+    @on(Composer.EditLast)
+    def on_edit_last(self) -> None:
+        entry = self.history(self.selected).last_own_message() if self.selected else None
+        if entry is not None:
+            self.query_one(Composer).start_edit(entry)
+
+    # -- acting on a message (the timeline's cursor) -------------------------------------
+
+    @on(Timeline.Act)
+    def on_act(self, message: Timeline.Act) -> None:
+        entry, room_id = message.entry, self.selected
+        composer = self.query_one(Composer)
+        if room_id is None or entry.state != "sent" or not entry.event_id:
+            self.say("this message is not sent yet", severity="warning")
+            return
+        if message.action == "reply":
+            composer.start_reply(entry)
+        elif message.action == "edit":
+            if not editable(entry, self.client.user_id):
+                self.say("only your own messages can be edited", severity="warning")
+                return
+            composer.start_edit(entry)
+        elif message.action == "redact":
+
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self.redact(room_id, entry.event_id)
+
+            question = f"Delete this message?\n{summary(entry, self.name_of(room_id))}"
+            self.app.push_screen(ConfirmScreen(question, "Delete"), confirmed)
+        elif message.action == "react":
+
+            def picked(key: str | None) -> None:
+                if key:
+                    self.react(room_id, entry, key)
+
+            self.app.push_screen(ReactScreen(), picked)
+        elif message.action == "save":
+            self.save(entry)
+
+    @work(group="command")
+    async def redact(self, room_id: str, event_id: str, what: str = "message") -> None:
+        response = await self.client.room_redact(room_id, event_id)
+        if not isinstance(response, nio.RoomRedactResponse):
+            self.say(f"cannot delete the {what}: {describe(response)}", severity="error")
+        elif what == "message":
+            self.say("message deleted")
+
+    def react(self, room_id: str, entry: Entry, key: str) -> None:
+        """React with ``key``, or take one's own ``key`` reaction back."""
+        own = self.history(room_id).own_reaction(entry.event_id, key)
+        if own is not None:
+            self.redact(room_id, own, "reaction")
+        else:
+            self.send(room_id, "m.reaction", actions.reaction(entry, key), uuid.uuid4().hex)
+
+    @work(group="save")
+    async def save(self, entry: Entry) -> None:
+        try:
+            path = await actions.save_attachment(self.client, entry, actions.download_dir())
+        except actions.SaveError as e:
+            self.say(str(e), severity="error")
+        except OSError as e:
+            self.say(f"cannot save the file: {e.strerror or e}", severity="error")
+        else:
+            self.say(f"saved {path}")
+
+    # -- encryption (tui/crypto.py, tui/screens/verify.py) -------------------------------
+
+    async def after_sync_encryption(self, response: nio.SyncResponse) -> None:
+        """Key upload/query/claim and to-device sends; verifications other devices start
+        open the SAS dialog; late room keys decrypt the events shown undecryptable."""
+        for problem in await crypto.maintain(self.client):
+            self.say(problem, severity="warning")
+        for sas in crypto.new_verifications(self.client, response):
+            self.app.push_screen(VerifyScreen(self.client, sas))
+        if crypto.keys_arrived(response):
+            for room_id, history in self.histories.items():
+                if crypto.redecrypt(self.client, room_id, history) and room_id == self.selected:
+                    self.query_one(Timeline).refresh_model()
+
+    def action_devices(self) -> None:
+        if not isinstance(self.app.screen, DevicesScreen):
+            self.app.push_screen(DevicesScreen(self.client, self.selected))
 
     # -- commands and invites -----------------------------------------------------------
 
@@ -310,6 +508,10 @@ class ChatScreen(Screen[None]):
             return
         if accept:
             self.open_next = room_id
+            try:  # an invite with is_direct: a direct chat from now on (tui/rooms.py)
+                await room_logic.accepted_invite(self.client, self.directs, room_id, room)
+            except room_logic.RoomError as e:
+                self.say(str(e), severity="warning")
         else:
             self.client.invited_rooms.pop(room_id, None)  # /sync confirms with a leave
             self.refresh_rooms()
