@@ -151,13 +151,19 @@ async def test_redaction_is_served_redacted_and_synced(
     assert because["event_id"] == redaction
     assert because["content"]["reason"] == "oops"
     red_event = await call(http, "GET", f"{v3}/rooms/{room}/event/{redaction}", token)
-    if version == "10":
-        assert red_event["redacts"] == msg
-    else:
-        assert red_event["content"]["redacts"] == msg
+    # Served in both places whatever the room version (rooms/v11.md), so older and
+    # newer clients alike find the target.
+    assert red_event["redacts"] == msg
+    assert red_event["content"] == {"redacts": msg, "reason": "oops"}
     data = await call(http, "GET", f"{v3}/sync", token, since=since)
     timeline = data["rooms"]["join"][room]["timeline"]["events"]
     assert [e["event_id"] for e in timeline] == [redaction]
+    assert timeline[0]["redacts"] == msg == timeline[0]["content"]["redacts"]
+    # The stored event is as built: its version's place only.
+    stored = await node.node.events.get_event(redaction)
+    assert stored is not None
+    assert ("redacts" in stored.event.raw) is (version == "10")
+    assert ("redacts" in stored.event.raw["content"]) is (version != "10")
     # The stored PDU is kept as built: its hash still verifies the original content.
     raw = await node.node.events.get_event_json(msg)
     assert raw is not None and b"secret" in raw
