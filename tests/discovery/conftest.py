@@ -7,19 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.discovery.lab import Lab, unavailable
+from tests.discovery.lab import Lab, lab_up
 
 
 def _lab(size: int) -> Iterator[Lab]:
-    reason = unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(size)
-    try:
-        lab.up()
+    with lab_up(size) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture

@@ -34,11 +34,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import pytest
 
 from tests.interop.users import MatrixUser
 from tests.interop.util import die_with_parent, tail
@@ -312,3 +314,18 @@ class LabNode:
             data = await r.json()
             assert r.status == 200, data
         return MatrixUser(http, self.client_url, data["user_id"], data["access_token"])
+
+
+@contextmanager
+def lab_up(size: int, purpose: str = "") -> Iterator[Lab]:
+    """A lab of ``size`` hosts, up, torn down whatever happens; the test is skipped
+    (saying why, and what for) where network namespaces are unavailable."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(f"{purpose} needs the network lab: {reason}" if purpose else reason)
+    lab = Lab(size)
+    try:
+        lab.up()
+        yield lab
+    finally:
+        lab.down()

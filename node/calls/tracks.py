@@ -1,0 +1,41 @@
+"""A sink that reads a received media track frame by frame (aiortc ``MediaStreamTrack``),
+in a task of its own, until the track ends or the sink is closed. The analyzer
+(node/calls/audio.py) and the video panel's latest frame (node/calls/video.py) are
+such sinks; aiortc is imported when a track is read, not with this module."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+
+class TrackReader:
+    """Subclasses take each frame in :meth:`on_frame`."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def attach(self, track: Any) -> None:
+        """Start reading ``track`` (until it ends or :meth:`close`)."""
+        self._task = asyncio.ensure_future(self._read(track))
+
+    async def _read(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.on_frame(frame)
+
+    def on_frame(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
