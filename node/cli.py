@@ -167,6 +167,47 @@ def build_parser() -> argparse.ArgumentParser:
         "content", metavar="JSON", help="event content: a JSON object (no floats); - reads stdin"
     )
 
+    call_help = "a voice call without a screen: place one, or answer the calls that ring"
+    call = sub.add_parser(
+        "call",
+        help=call_help,
+        description=f"croft call: {call_help} (a doorbell, an intercom). It runs as a device "
+        "of the owner of its own (CROFTCALL, token in DIR/call.token) on the running node, "
+        "signals with the standard m.call.* events and carries the audio with WebRTC "
+        "(aiortc). ICE servers come only from the node's /voip/turnServer. Progress goes to "
+        "stderr; each call ends with one JSON line on stdout (setup time, time to the first "
+        "audio frame, the received audio's frequency and level, CPU, memory).",
+        epilog="Exit status: 0 the call was taken (or --auto-answer ran); 1 it was not "
+        "(rejected, unanswered, the media failed); 2 a bad argument or no running node.",
+    )
+    _data_dir_arg(call)
+    call.add_argument(
+        "room", metavar="ROOM", help="room ID (!...) or alias (#name:server); * with --auto-answer"
+    )
+    call.add_argument(
+        "--auto-answer", action="store_true", help="answer the calls that ring in ROOM"
+    )
+    call.add_argument("--once", action="store_true", help="with --auto-answer: one call, then exit")
+    call.add_argument("--play", metavar="FILE", type=Path, help="send this audio file")
+    call.add_argument("--tone", metavar="HZ", type=float, help="send a sine tone (no --play)")
+    call.add_argument("--record", metavar="FILE", type=Path, help="record what is heard (WAV)")
+    call.add_argument(
+        "--hangup-after", metavar="SECONDS", type=float, help="hang up once connected this long"
+    )
+    call.add_argument(
+        "--ring-for",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="how long a call placed rings before it gives up (default 60)",
+    )
+    call.add_argument(
+        "--ice-address",
+        metavar="ADDR",
+        action="append",
+        help="use only this local address for the media (repeatable; default: every one)",
+    )
+
     purge_help = "delete a room's messages sent before a date from this node"
     purge = sub.add_parser(
         "purge",
@@ -511,6 +552,36 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    if args.room == "*" and not args.auto_answer:
+        raise CliError("ROOM * (any room) goes with --auto-answer")
+    if args.once and not args.auto_answer:
+        raise CliError("--once goes with --auto-answer")
+    if args.play is not None and not args.play.is_file():
+        raise CliError(f"no file {args.play}")
+    if not 1 <= args.ring_for <= 3600:
+        raise CliError("--ring-for: from 1 to 3600 seconds")
+    if args.tone is not None and not 20 <= args.tone <= 20_000:
+        raise CliError("--tone: a frequency from 20 to 20000 Hz")
+    from node.calls.agent import AgentError, AgentOptions, run_agent  # aiortc: only here
+
+    options = AgentOptions(
+        room=args.room,
+        auto_answer=args.auto_answer,
+        once=args.once,
+        play=args.play,
+        tone_hz=args.tone,
+        record=args.record,
+        hangup_after_s=args.hangup_after,
+        ice_addresses=args.ice_address,
+        lifetime_ms=int(args.ring_for * 1000),
+    )
+    try:
+        return asyncio.run(run_agent(_data_dir(args), options))
+    except AgentError as e:
+        raise CliError(str(e)) from None
+
+
 def cmd_purge(args: argparse.Namespace) -> int:
     from node.config import load_config
     from node.history.purge import PurgeError, parse_before, purge_room
@@ -615,6 +686,7 @@ COMMANDS = {
     "keys": cmd_keys,
     "peers": cmd_peers,
     "publish": cmd_publish,
+    "call": cmd_call,
     "purge": cmd_purge,
     "tui": cmd_tui,
 }

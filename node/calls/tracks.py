@@ -39,3 +39,22 @@ class TrackReader:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class FanOut:
+    """Hands one received track to several sinks (a recorder and the analyzer): each
+    reads its own copy through aiortc's MediaRelay."""
+
+    def __init__(self, sinks: list[Any]) -> None:
+        self.sinks = sinks
+
+    async def attach(self, track: Any) -> None:
+        from aiortc.contrib.media import MediaRelay
+
+        relay = MediaRelay()
+        for sink in self.sinks:
+            await sink.attach(relay.subscribe(track))
+
+    async def close(self) -> None:
+        for sink in self.sinks:
+            await sink.close()
