@@ -34,9 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from startup import OUT_DIR, ROOT, write_report  # a sibling script, not a package
 
 sys.path.insert(0, str(ROOT))
-from tests.calls.test_agent_lab import agent, finished, shared_room
+from tests.calls.test_agent_lab import agent, finished, two_nodes_in_a_room
 from tests.discovery.lab import Lab, LabNode, run_in_netns, unavailable
-from tests.discovery.scenario import wait_peers
 
 SAMPLE_S = 0.25
 
@@ -128,25 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     calls: list[dict[str, Any]] = []
     try:
         lab.up()
-        nodes = [LabNode(lab, i, work / f"node{i + 1}") for i in range(2)]
 
         async def run() -> None:
-            import aiohttp
-
-            try:
-                for n in nodes:
-                    n.start()
-                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as h:
-                    for n in nodes:
-                        await n.wait_ready(h)
-                    await wait_peers(nodes)
-                    room = await shared_room(nodes, h)
+            async with two_nodes_in_a_room(lab, work) as (nodes, room):
                 for i in range(args.calls):
                     calls.append(await one_call(nodes, room, args.seconds))
                     print(f"call {i + 1}/{args.calls}: {calls[-1]}", flush=True)
-            finally:
-                for n in nodes:
-                    n.stop()
 
         run_in_netns(lab.name, run)
     finally:

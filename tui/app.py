@@ -14,6 +14,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from tui import crypto
+from tui.calls import CallOptions, TuiCalls
 from tui.screens.chat import SYNC_TIMEOUT_MS, ChatScreen
 from tui.screens.help import HelpScreen
 from tui.screens.peers import PeersScreen, open_peers
@@ -33,7 +34,13 @@ class CroftApp(App[None]):
         Binding("f4", "peers", "Peers"),
     ]
 
-    def __init__(self, connection: Connection, *, sync_timeout_ms: int = SYNC_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        sync_timeout_ms: int = SYNC_TIMEOUT_MS,
+        call_options: CallOptions | None = None,
+    ) -> None:
         super().__init__()
         self.connection = connection
         self.sync_timeout_ms = sync_timeout_ms  # the /sync long-poll
@@ -47,6 +54,7 @@ class CroftApp(App[None]):
             config=config,
         )
         self.error: str | None = None
+        self.calls = TuiCalls(self.client, call_options)  # started by the chat screen
 
     def on_mount(self) -> None:
         self.connect()
@@ -77,7 +85,7 @@ class CroftApp(App[None]):
             self.fail(f"cannot open the encryption store {self.store_dir}: {e}")
             return
         self.sub_title = self.client.user_id
-        await self.push_screen(ChatScreen(self.client, self.sync_timeout_ms))
+        await self.push_screen(ChatScreen(self.client, self.sync_timeout_ms, self.calls))
 
     def fail(self, message: str) -> None:
         self.error = message
@@ -93,4 +101,5 @@ class CroftApp(App[None]):
             self.push_screen(HelpScreen())
 
     async def on_unmount(self) -> None:
+        await self.calls.close()  # hangs up a live call
         await self.client.close()

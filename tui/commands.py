@@ -1,4 +1,5 @@
-"""Composer commands: ``/join``, ``/invite``, ``/leave``, ``/topic``, ``/nick``.
+"""Composer commands: ``/join``, ``/invite``, ``/leave``, ``/topic``, ``/nick``; ``/call``
+is checked here (:func:`call_peer`) and placed by the chat screen (tui/calls.py).
 
 Each is one client-server API call (spec sections): ``POST /join/{roomIdOrAlias}``
 (10.x room membership, joining), ``POST /rooms/{roomId}/invite``, ``POST
@@ -19,6 +20,7 @@ USAGE = {
     "leave": "/leave",
     "topic": "/topic text",
     "nick": "/nick display name",
+    "call": "/call",
 }
 NEEDS_ROOM = {"invite", "leave", "topic"}
 
@@ -55,6 +57,21 @@ def parse_command(text: str) -> Command:
     return Command(name, arg)
 
 
+def call_peer(client: nio.AsyncClient, room_id: str | None) -> str:
+    """The user ``/call`` rings in ``room_id``: its one other joined member (the VoIP
+    module's 1:1 calls, modules/voip_events.md). Raises CommandError otherwise."""
+    room = client.rooms.get(room_id or "")
+    if room is None:
+        raise CommandError("/call needs a room: open one first")
+    others = sorted(u for u in room.users if u != client.user_id and u not in room.invited_users)
+    if len(others) != 1:
+        raise CommandError(
+            f"cannot call: a call needs a room with exactly one other member"
+            f" ({room.display_name} has {len(others)})"
+        )
+    return others[0]
+
+
 def describe(response: object) -> str:
     """A refusal as ``M_ERRCODE: message`` (nio puts the errcode in ``status_code``)."""
     code = getattr(response, "status_code", None)
@@ -72,6 +89,8 @@ async def run_command(client: nio.AsyncClient, room_id: str | None, command: Com
     Raises CommandError if it needs a room and none is shown, or the server refuses.
     """
     name, arg = command.name, command.arg
+    if name == "call":  # the chat screen places calls (tui/calls.py)
+        raise CommandError("/call is run by the chat screen")
     if name in NEEDS_ROOM and room_id is None:
         raise CommandError(f"/{name} needs a room: open one first")
     if name == "join":

@@ -17,6 +17,8 @@ import asyncio
 import json
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,9 @@ from tests.interop.util import die_with_parent
 WITHIN = 60.0  # a loaded 2-core machine
 
 
-def agent(node: LabNode, room: str, *args: str) -> subprocess.Popen[bytes]:
-    """`croft call` for ``node``'s owner, in ``node``'s namespace."""
+def agent(node: LabNode, room: str, *args: str, text: bool = False) -> subprocess.Popen[Any]:
+    """`croft call` for ``node``'s owner, in ``node``'s namespace, ICE on its bridge
+    address only; stdout and stderr piped (``text``: as str)."""
     argv = croft_command(
         "call", "--data-dir", str(node.data_dir), "--ice-address", node.address, room, *args
     )
@@ -42,6 +45,7 @@ def agent(node: LabNode, room: str, *args: str) -> subprocess.Popen[bytes]:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=text,
         preexec_fn=die_with_parent,
     )
 
@@ -59,10 +63,12 @@ async def finished(proc: subprocess.Popen[bytes], what: str) -> tuple[int, list[
     return proc.returncode, reports
 
 
-async def shared_room(nodes: list[LabNode], http: aiohttp.ClientSession) -> str:
+async def shared_room(
+    nodes: list[LabNode], http: aiohttp.ClientSession, name: str = "intercom"
+) -> str:
     """Owner 1 makes a room and invites owner 2, who joins over the LAN."""
     u1, u2 = [await n.login(http) for n in nodes]
-    room = await u1.create_room(preset="private_chat", name="intercom")
+    room = await u1.create_room(preset="private_chat", name=name)
     await u1.call("POST", f"/rooms/{room}/invite", {"user_id": u2.user_id})
     deadline = time.monotonic() + WITHIN
     while True:
@@ -74,22 +80,31 @@ async def shared_room(nodes: list[LabNode], http: aiohttp.ClientSession) -> str:
         await asyncio.sleep(0.5)
 
 
-def run_lab(lab: Lab, tmp_path: Path, scenario: Any) -> None:
+@asynccontextmanager
+async def two_nodes_in_a_room(
+    lab: Lab, tmp_path: Path, name: str = "intercom"
+) -> AsyncIterator[tuple[list[LabNode], str]]:
+    """A `croft run` in each of the lab's two hosts, found on the LAN, their owners in
+    one room; stopped on the way out. Run it on a loop in the lab's namespace."""
     nodes = [LabNode(lab, i, tmp_path / f"node{i + 1}") for i in range(2)]
+    try:
+        for n in nodes:
+            n.start()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            for n in nodes:
+                await n.wait_ready(http)
+            await wait_peers(nodes)
+            room = await shared_room(nodes, http, name)
+        yield nodes, room
+    finally:
+        for n in nodes:
+            n.stop()
 
+
+def run_lab(lab: Lab, tmp_path: Path, scenario: Any) -> None:
     async def main() -> None:
-        try:
-            for n in nodes:
-                n.start()
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                for n in nodes:
-                    await n.wait_ready(http)
-                await wait_peers(nodes)
-                room = await shared_room(nodes, http)
-                await scenario(nodes, room)
-        finally:
-            for n in nodes:
-                n.stop()
+        async with two_nodes_in_a_room(lab, tmp_path) as (nodes, room):
+            await scenario(nodes, room)
 
     run_in_netns(lab.name, main)
 

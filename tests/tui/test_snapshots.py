@@ -202,6 +202,9 @@ async def test_snapshot(
             lambda: any("the second one" in t for t in app.screen.query_one(Timeline).texts()),
             "the last message",
         )
+        # The first page of older history (fetched when a room opens with few events)
+        # has come: the header reads "the start of the room" in every picture.
+        await until(pilot, lambda: screen.histories[screen.selected or ""].complete, "the start")
         await step(app, pilot)
         await settle(app, pilot)
         check(app, name, tmp_path)

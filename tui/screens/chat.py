@@ -22,12 +22,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label
+from textual.widgets import Button, Footer, Label
 
 from tui import actions, crypto
 from tui import rooms as room_logic
+from tui.calls import TuiCalls
 from tui.commands import CommandError, describe, run_command
 from tui.render import summary
+from tui.screens import call as call_ui
 from tui.screens.confirm import ConfirmScreen, ReactScreen
 from tui.screens.create_room import CreateRoomScreen, DirectChatScreen
 from tui.screens.devices import DevicesScreen
@@ -57,11 +59,18 @@ class ChatScreen(Screen[None]):
         Binding("f2", "toggle_members", "Members", priority=True),
         Binding("f3", "room_settings", "Room settings", priority=True),
         Binding("f6", "devices", "Devices", priority=True),
+        Binding("ctrl+k", "call", "Call", priority=True),
     ]
 
-    def __init__(self, client: nio.AsyncClient, sync_timeout_ms: int = SYNC_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        client: nio.AsyncClient,
+        sync_timeout_ms: int = SYNC_TIMEOUT_MS,
+        calls: TuiCalls | None = None,
+    ) -> None:
         super().__init__()
         self.client = client
+        self.calls = calls or TuiCalls(client)  # m.call.* (tui/calls.py, screens/call.py)
         self.sync_timeout_ms = sync_timeout_ms
         self.histories: dict[str, RoomTimeline] = {}  # room ID -> what the client holds
         self.selected: str | None = None
@@ -84,7 +93,9 @@ class ChatScreen(Screen[None]):
                 yield RoomSearch(id="room-search")
                 yield RoomList(id="rooms")
             with Vertical(id="main"):
-                yield Label("", id="room-title")
+                with Horizontal(id="title-row"):
+                    yield Label("", id="room-title")
+                    yield Button("📞 Call", id="call-button", compact=True)
                 yield Timeline(id="timeline")
                 yield Label("", id="typing")
                 yield Label("", id="composer-context")
@@ -95,6 +106,9 @@ class ChatScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sync_loop()
         self.query_one(Composer).focus()
+        self.query_one("#call-button", Button).can_focus = False  # ctrl+k is its key
+        self.calls.start(lambda change: call_ui.call_changed(self, change), self.say)
+        self.run_worker(self.calls.run(), group="calls")
 
     # -- sync ---------------------------------------------------------------------------
 
@@ -126,6 +140,7 @@ class ChatScreen(Screen[None]):
             if history.newest_event_id() is None:
                 history.prev_batch = info.timeline.prev_batch
             history.extend(events)
+            self.calls.feed(room_id, events)
             typing = actions.apply_ephemeral(history, info.ephemeral)
             if typing is not None:
                 self.typing[room_id] = typing
@@ -462,7 +477,17 @@ class ChatScreen(Screen[None]):
 
     @on(Composer.Run)
     def on_run(self, message: Composer.Run) -> None:
-        self.run(message.command)
+        if message.command.name == "call":
+            self.action_call()
+        else:
+            self.run(message.command)
+
+    def action_call(self) -> None:
+        call_ui.call_pressed(self)
+
+    @on(Button.Pressed, "#call-button")
+    def on_call_button(self) -> None:
+        self.action_call()
 
     @work(group="command")
     async def run(self, command: Any) -> None:
