@@ -9,6 +9,9 @@ host's namespace, ICE on its bridge address only).
   first audio frame is printed.
 - Nobody answers: A's invite times out (its lifetime), exit status 1.
 - Glare: both agents call at once; they end up in one call, which both report.
+
+The m.call.* events the agents sent, as the node serves them, validate against the
+spec's event schemas.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.calls.test_call_events_schema import check, validator
 from tests.discovery.lab import ROOT, Lab, LabNode, croft_command, lab_env, run_in_netns
 from tests.discovery.scenario import wait_peers
 from tests.interop.util import die_with_parent
@@ -132,6 +136,18 @@ def test_call_answered_audio_both_ways_and_hangup(lab: Lab, tmp_path: Path) -> N
         hears(a, 880)  # the caller hears the callee's tone
         hears(b, 440)
         assert a["seconds"] >= 2.5
+        # Every m.call.* event the two agents sent, as node 1 serves them, validates
+        # against the spec's event schemas (must-show 3, on the real events).
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+            owner = await nodes[0].login(http)
+            page = await owner.call("GET", f"/rooms/{room}/messages?dir=b&limit=100")
+        sent = [e for e in page["chunk"] if e["type"].startswith("m.call.")]
+        types = {e["type"] for e in sent}
+        assert {"m.call.invite", "m.call.answer", "m.call.select_answer"} <= types, types
+        assert {"m.call.candidates", "m.call.hangup"} <= types, types
+        for event in sent:
+            check(validator(event["type"]), event)
+            assert event["content"]["call_id"] == a["call_id"]
         print(
             f"invite to media: {a['setup_ms']} ms; invite to first audio frame:"
             f" {a['first_audio_ms']} ms (caller), answer to first audio: {b['first_audio_ms']}"
