@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--play", metavar="FILE", type=Path, help="send this audio file")
     call.add_argument("--tone", metavar="HZ", type=float, help="send a sine tone (no --play)")
     call.add_argument("--record", metavar="FILE", type=Path, help="record what is heard (WAV)")
+    call.add_argument("--video", metavar="FILE", type=Path, help="send this video file (looped)")
+    call.add_argument(
+        "--camera", metavar="DEVICE", help="send this camera's video (v4l2, e.g. /dev/video0)"
+    )
     call.add_argument(
         "--hangup-after", metavar="SECONDS", type=float, help="hang up once connected this long"
     )
@@ -561,6 +565,10 @@ def cmd_call(args: argparse.Namespace) -> int:
         raise CliError(f"no file {args.play}")
     if not 1 <= args.ring_for <= 3600:
         raise CliError("--ring-for: from 1 to 3600 seconds")
+    if args.video is not None and not args.video.is_file():
+        raise CliError(f"no file {args.video}")
+    if args.video is not None and args.camera is not None:
+        raise CliError("--video and --camera: one or the other")
     if args.tone is not None and not 20 <= args.tone <= 20_000:
         raise CliError("--tone: a frequency from 20 to 20000 Hz")
     from node.calls.agent import AgentError, AgentOptions, run_agent  # aiortc: only here
@@ -571,6 +579,8 @@ def cmd_call(args: argparse.Namespace) -> int:
         once=args.once,
         play=args.play,
         tone_hz=args.tone,
+        video=args.video,
+        camera=args.camera,
         record=args.record,
         hangup_after_s=args.hangup_after,
         ice_addresses=args.ice_address,

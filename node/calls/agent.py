@@ -11,8 +11,10 @@ no Textual and no matrix-nio.
 - ``croft call ROOM --auto-answer``: answers the calls that ring in ROOM (any room with
   ``ROOM`` = ``*``), one after another; ``--once`` stops after the first.
 - What it sends: ``--play FILE`` (anything FFmpeg reads), else ``--tone HZ``, else the
-  system's microphone where there is one, else silence. What it receives: ``--record
-  FILE`` (WAV ...), else the system's speakers where there are any; it is always measured.
+  system's microphone where there is one, else silence; and video with ``--video FILE``
+  (looped) or ``--camera DEVICE`` (v4l2, e.g. /dev/video0). What it receives: ``--record
+  FILE`` (WAV ...), else the system's speakers where there are any; it is always measured
+  (the audio's frequency and level, the video frames counted).
 
 Progress goes to stderr, one line per step; at the end of each call one JSON line to
 stdout: the call's ID, how it ended, setup time (invite to media up), time to the first
@@ -51,6 +53,8 @@ class AgentOptions:
     once: bool = False
     play: Path | None = None
     tone_hz: float | None = None
+    video: Path | None = None  # a video file to send (looped)
+    camera: str | None = None  # a camera device to send, e.g. /dev/video0 (v4l2)
     record: Path | None = None
     hangup_after_s: float | None = None
     ice_addresses: list[str] | None = None
@@ -70,6 +74,8 @@ class CallReport:
     first_audio_ms: float | None = None  # placed or answered -> first audio frame
     seconds: float = 0.0  # connected time
     received_audio_s: float = 0.0
+    video_frames: int = 0  # video frames received
+    video_size: str | None = None  # of the last one, "WxH"
     frequency_hz: float | None = None
     level_dbfs: float | None = None
     cpu_s: float = 0.0
@@ -99,6 +105,7 @@ class CallAgent:
             user_id, self._send, self._media_for, self._observe, lifetime_ms=options.lifetime_ms
         )
         self.analyzers: dict[str, Any] = {}
+        self.videos: dict[str, Any] = {}  # call_id -> LatestFrame of what it receives
         self.started: dict[str, float] = {}  # call_id -> monotonic start (placed/answered)
         self.reports: list[CallReport] = []
         self.done = asyncio.Event()  # the agent's work is over
@@ -117,6 +124,7 @@ class CallAgent:
         from node.calls import audio
         from node.calls.media import MediaSession
         from node.calls.tracks import FanOut
+        from node.calls.video import LatestFrame
 
         o = self.options
         system = None
@@ -131,6 +139,9 @@ class CallAgent:
             else:
                 self.say(f"nothing to send ({system.reason}): sending silence")
                 source = audio.ToneTrack(440.0, amplitude=0.0)
+        video = self._video_source()
+        watcher = LatestFrame()
+        self.videos[call.call_id or "placing"] = watcher
         analyzer = audio.AudioAnalyzer(window=0.5)
         self.analyzers[call.call_id or "placing"] = analyzer
         sinks: list[Any] = [analyzer]
@@ -143,8 +154,31 @@ class CallAgent:
             turn=[self.turn] if self.turn.get("uris") else [],
             audio=source,
             audio_sink=FanOut(sinks) if len(sinks) > 1 else analyzer,
+            video=video,
+            video_sink=watcher,
             host_addresses=o.ice_addresses,
         )
+
+    def _video_source(self) -> Any:
+        """The video to send: ``--video FILE`` (looped) or ``--camera DEVICE``; None."""
+        import av
+        from aiortc.contrib.media import MediaPlayer
+
+        o = self.options
+        try:
+            if o.video is not None:
+                player = MediaPlayer(str(o.video), loop=True)
+                what = str(o.video)
+            elif o.camera is not None:
+                player = MediaPlayer(o.camera, format="v4l2", options={"video_size": "640x480"})
+                what = o.camera
+            else:
+                return None
+        except (OSError, av.FFmpegError) as e:
+            raise AgentError(f"cannot open {o.video or o.camera}: {e}") from None
+        if player.video is None:
+            raise AgentError(f"{what}: no video in it")
+        return player.video
 
     def _observe(self, change: CallChange) -> None:
         call = change.call
@@ -183,7 +217,7 @@ class CallAgent:
         self.started[call_id] = time.monotonic()
         try:
             await self.controller.answer(call_id)
-        except CallError as e:
+        except (CallError, AgentError) as e:
             self.say(f"cannot answer: {e}")
 
     async def _hangup_later(self, call_id: str, after_s: float) -> None:
@@ -216,6 +250,8 @@ class CallAgent:
                 self.started[call.call_id] = self.started.pop("placing")
                 if "placing" in self.analyzers:
                     self.analyzers[call.call_id] = self.analyzers.pop("placing")
+                if "placing" in self.videos:
+                    self.videos[call.call_id] = self.videos.pop("placing")
             else:
                 where = "any room" if o.room == ANY_ROOM else self.room_id
                 self.say(f"waiting for calls in {where}")
@@ -267,6 +303,11 @@ class CallAgent:
             report.frequency_hz = _round(analyzer.frequency())
             level = analyzer.level()
             report.level_dbfs = round(dbfs(level), 1) if level > 0 else None
+        video = self.videos.get(call.call_id)
+        if video is not None and video.frames:
+            report.video_frames = video.frames
+            frame = video.frame
+            report.video_size = f"{frame.width}x{frame.height}" if frame is not None else None
         report.cpu_s = round(_cpu_s() - self._cpu0, 2)
         report.max_rss_mib = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         self.reports.append(report)

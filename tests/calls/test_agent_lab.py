@@ -184,3 +184,46 @@ def test_glare_ends_in_one_call(lab: Lab, tmp_path: Path) -> None:
         assert (s1, s2) == (0, 0)
 
     run_lab(lab, tmp_path, scenario)
+
+
+def write_pattern(path: Path, seconds: float = 2.0, width: int = 160, height: int = 120) -> None:
+    """A small raw video (YUV4MPEG): red above, blue below, 15 frames a second."""
+    import av
+
+    out = av.open(str(path), "w", format="yuv4mpegpipe")
+    stream = out.add_stream("rawvideo", rate=15)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    rows = bytes([255, 0, 0]) * width * (height // 2) + bytes([0, 0, 255]) * width * (height // 2)
+    for i in range(int(seconds * 15)):
+        frame = av.VideoFrame(width, height, "rgb24")
+        frame.planes[0].update(rows)
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+
+
+def test_video_from_a_doorbell(lab: Lab, tmp_path: Path) -> None:
+    """The caller (a doorbell) sends a video file; the callee receives its frames."""
+    pattern = tmp_path / "pattern.y4m"
+    write_pattern(pattern)
+
+    async def scenario(nodes: list[LabNode], room: str) -> None:
+        callee = agent(nodes[1], room, "--auto-answer", "--once", "--tone", "880")
+        await asyncio.sleep(1.5)
+        caller = agent(
+            nodes[0], room, "--tone", "440", "--video", str(pattern), "--hangup-after", "3"
+        )
+        (a_status, [a]), (b_status, [b]) = await asyncio.gather(
+            finished(caller, "caller"), finished(callee, "callee")
+        )
+        assert (a_status, b_status) == (0, 0)
+        assert b["video_size"] == "160x120", b
+        assert b["video_frames"] >= 15, b  # at least a second of the 15 fps pattern
+        assert a["video_frames"] == 0  # the callee sends none
+        hears(b, 440)
+
+    run_lab(lab, tmp_path, scenario)

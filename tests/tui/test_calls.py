@@ -40,7 +40,7 @@ from node.calls.controller import Call
 from node.calls.video import LatestFrame, RgbImage
 from node.config import VoipConfig
 from tests.calls.conftest import NetnsLoop
-from tests.calls.test_agent_lab import agent, two_nodes_in_a_room
+from tests.calls.test_agent_lab import agent, two_nodes_in_a_room, write_pattern
 from tests.discovery.lab import Lab, LabNode, lab_up, run_in_netns
 from tests.federation.nodes import Client, croft_node
 from tests.interop.users import invite_and_join
@@ -124,7 +124,12 @@ async def tui_side(
         room_of = app.client.rooms
         await until(pilot, lambda: chat.selected == room, "the shared room, shown")
         await until(pilot, lambda: peer_id in room_of[room].users, "the other owner, a member")
-        callee = start("--auto-answer", "--once", "--play", str(tone), "--record", "out.wav")
+        pattern = tone.with_name("pattern.y4m")
+        write_pattern(pattern)  # red above, blue below: a doorbell's camera
+        callee = start(
+            "--auto-answer", "--once", "--play", str(tone), "--record", "out.wav",
+            "--video", str(pattern),
+        )  # fmt: skip
         await until(pilot, lambda: callee.said("waiting for calls"), "the agent, waiting")
 
         # ctrl+k calls the room shown; the agent answers; no sound devices here.
@@ -143,6 +148,19 @@ async def tui_side(
         assert call.media is not None
         await until(pilot, lambda: call.media.stats.frames > 50, "the agent's audio")  # type: ignore[union-attr]
         assert call.media.stats.sample_rate == 48000
+
+        # Its video is drawn in half-block characters: red in the upper half of the
+        # picture, blue in the lower (colours after the codec's round trip).
+        await until(pilot, lambda: len(screen.video_lines) > 4, "the agent's video, drawn")
+        lines = screen.video_lines
+        for row, (r, b) in ((len(lines) // 4, (200, 60)), (3 * len(lines) // 4, (60, 200))):
+            styles = [span.style for span in lines[row].spans]
+            assert styles, f"row {row} of the video is empty"
+            for style in styles:
+                for colour in (style.color, style.bgcolor):  # type: ignore[union-attr]
+                    rgb = colour.get_truecolor()
+                    assert (rgb.red > r) if r > 100 else (rgb.red < r), (row, str(style))
+                    assert (rgb.blue > b) if b > 100 else (rgb.blue < b), (row, str(style))
 
         await pilot.press("m")
         assert status(app).endswith("· muted")
