@@ -32,6 +32,8 @@ def stopped(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["!r:x", "--play", "/no/such.wav"], ["no file", "/no/such.wav"]),
         (["!r:x", "--tone", "5"], ["--tone"]),
         (["!r:x", "--ring-for", "0"], ["--ring-for"]),
+        (["!r:x", "--video", "/no/such.y4m"], ["no file", "/no/such.y4m"]),
+        (["!r:x", "--video", "/etc/hostname", "--camera", "/dev/video0"], ["one or the other"]),
     ],
 )
 def test_bad_arguments(stopped: Path, args: list[str], fragments: list[str]) -> None:
