@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,12 @@ import pytest
 from tests.sensors.plugins import make_plugin_dist
 from tests.test_cli import (
     DEADLINE,
-    FREE_PORTS,
     PASSWORD,
     RunningCroft,
     clean_env,
     croft,
     croft_command,
     http_json,
-    init,
     login,
 )
 
@@ -42,55 +39,6 @@ V3 = "/_matrix/client/v3"
 
 
 # -- fixtures and helpers --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("pristine")
-    d = base / "node"
-    result = init(d, "--password", PASSWORD, *FREE_PORTS, cwd=base)
-    assert result.returncode == 0, result.stderr
-    return d
-
-
-@pytest.fixture
-def data_dir(pristine: Path, tmp_path: Path) -> Path:
-    d = tmp_path / "node"
-    shutil.copytree(pristine, d)
-    return d
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Callable[..., RunningCroft]]:
-    """Start `croft run` (discovery off: clean_env) and wait until it answers."""
-    started: list[RunningCroft] = []
-
-    def _start(data_dir: Path, env: dict[str, str] | None = None) -> RunningCroft:
-        n = len(started)
-        out_path, err_path = tmp_path / f"run{n}.out", tmp_path / f"run{n}.err"
-        environ = env or clean_env()
-        assert environ["CROFT_FEATURES_DISCOVERY"] == "false"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(
-                [*croft_command(), "run", "--data-dir", str(data_dir)],
-                cwd=tmp_path,
-                env=environ,
-                stdout=out,
-                stderr=err,
-                stdin=subprocess.DEVNULL,
-            )
-        node = RunningCroft(proc, data_dir, out_path, err_path)
-        started.append(node)
-        node.wait_until_up()
-        return node
-
-    try:
-        yield _start
-    finally:
-        for node in started:
-            if node.proc.poll() is None:
-                node.proc.kill()
-            node.proc.wait(timeout=DEADLINE)
 
 
 class Client:
@@ -194,7 +142,7 @@ room = "{room_id}"
     env = sensors_env()
     plugins = make_plugin_dist(tmp_path / "plugins")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(plugins), env.get("PYTHONPATH")) if p)
-    client = Client(node := start(data_dir, env))
+    client = Client(node := start(data_dir, env=env))
     temps = wait_for("3 temperatures", lambda: (e := client.events(room_id))[2:] and e)
     assert [e["content"]["value"] for e in temps[:3]] == ["21.25", "21.5", "21.75"]
     assert {e["content"]["unit"] for e in temps} == {"°C"}
@@ -227,7 +175,7 @@ interval = 0.01
 room = "{ALIAS}"
 """,
     )
-    node = start(data_dir, sensors_env())
+    node = start(data_dir, env=sensors_env())
     client = Client(node)
     wait_for("30 readings published", lambda: len(client.events(room_id)) >= 30)
     wait_for("a backlog of 20", lambda: queue_state(data_dir)[0] >= 20)
@@ -238,7 +186,7 @@ room = "{ALIAS}"
     assert depth > 0
     print(f"at SIGKILL: {taken} readings taken, {depth} still queued")
 
-    node = start(data_dir, sensors_env())
+    node = start(data_dir, env=sensors_env())
     client = Client(node)
     wait_for("the queue drained", lambda: queue_state(data_dir)[0] == 0)
     events = wait_for("every reading", lambda: (e := client.events(room_id))[taken - 1 :] and e)
