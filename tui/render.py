@@ -154,24 +154,6 @@ def _member(
     return Text(f"{who} {verb}", style="dim")
 
 
-def _name(
-    content: Mapping[str, Any], sender: str, event: Mapping[str, Any], name_of: NameOf
-) -> Text | None:
-    name = content.get("name")
-    if not isinstance(name, str):
-        return None
-    return Text(f"{sender} named the room {name!r}", style="dim")
-
-
-def _topic(
-    content: Mapping[str, Any], sender: str, event: Mapping[str, Any], name_of: NameOf
-) -> Text | None:
-    topic = content.get("topic")
-    if not isinstance(topic, str):
-        return None
-    return Text(f"{sender} set the topic: {topic}", style="dim")
-
-
 _JOIN_RULES = {
     "public": "made the room public: anyone can join",
     "invite": "made the room invite only",
@@ -193,7 +175,13 @@ def _state_line(
     """The room's own state events, as one dim line each (client-server API 11.2.2)."""
     etype = event.get("type")
     line: str | None = None
-    if etype == "m.room.create":
+    if etype == "m.room.name":
+        name = content.get("name")
+        line = f"{sender} named the room {name!r}" if isinstance(name, str) else None
+    elif etype == "m.room.topic":
+        topic = content.get("topic")
+        line = f"{sender} set the topic: {topic}" if isinstance(topic, str) else None
+    elif etype == "m.room.create":
         line = f"{sender} created the room"
         version = content.get("room_version")
         if isinstance(version, str):
@@ -229,12 +217,12 @@ _BY_TYPE: dict[str, Callable[[Mapping[str, Any], str, Mapping[str, Any], NameOf]
     "m.room.message": _message,
     SENSOR_READING: _reading,
     "m.room.member": _member,
-    "m.room.name": _name,
-    "m.room.topic": _topic,
     "m.room.encrypted": _encrypted,
     **{
         etype: _state_line
         for etype in (
+            "m.room.name",
+            "m.room.topic",
             "m.room.create",
             "m.room.power_levels",
             "m.room.join_rules",
