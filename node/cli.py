@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "content", metavar="JSON", help="event content: a JSON object (no floats); - reads stdin"
     )
 
-    call_help = "a voice call without a screen: place one, or answer the calls that ring"
+    call_help = "a call without a screen (voice; video from a file or camera): place or answer"
     call = sub.add_parser(
         "call",
         help=call_help,
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unless an offset is given) or an age (30d, 12h, 90m, 2w)",
     )
 
-    tui_help = "the terminal client: chat with the local node, or any homeserver"
+    tui_help = "the terminal client: chat and calls with the local node, or any homeserver"
     tui = sub.add_parser(
         "tui",
         help=tui_help,
