@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=call_help,
         description=f"croft call: {call_help} (a doorbell, an intercom). It runs as a device "
         "of the owner of its own (CROFTCALL, token in DIR/call.token) on the running node, "
-        "signals with the standard m.call.* events and carries the audio with WebRTC "
+        "signals with the standard m.call.* events and carries the media with WebRTC "
         "(aiortc). ICE servers come only from the node's /voip/turnServer. Progress goes to "
         "stderr; each call ends with one JSON line on stdout (setup time, time to the first "
         "audio frame, the received audio's frequency and level, CPU, memory).",
