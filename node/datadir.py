@@ -241,6 +241,35 @@ def client_url(run: dict[str, Any]) -> str | None:
     return f"http://{host}:{port}"
 
 
+class LocalNodeError(Exception):
+    """The local node's client API or the owner's token cannot be had; one line for the
+    user."""
+
+
+def owner_token(data_dir: Path) -> str:
+    """The owner's access token `croft init` stored in ``DIR/tui.token``, for local
+    programs (the TUI, `croft publish`, `croft call`)."""
+    token_file = data_dir / TUI_TOKEN_FILE
+    try:
+        token = token_file.read_text("utf-8").strip()
+    except OSError as e:
+        raise LocalNodeError(f"cannot read the access token {token_file}: {e.strerror}") from None
+    if not token:
+        raise LocalNodeError(f"the access token file {token_file} is empty")
+    return token
+
+
+def running_client(data_dir: Path) -> tuple[str, str]:
+    """The client API URL of the running node of ``data_dir`` and the owner's token."""
+    run = read_run_file(data_dir)
+    if run is None or not pid_alive(int(run.get("pid", 0))):
+        raise LocalNodeError(f"the node of {data_dir} is not running (start it with `croft run`)")
+    url = client_url(run)
+    if url is None:
+        raise LocalNodeError(f"{data_dir}/run.json names no client listener")
+    return url, owner_token(data_dir)
+
+
 def remove_run_file(data_dir: Path) -> None:
     try:
         (data_dir / RUN_FILE).unlink()

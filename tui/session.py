@@ -14,11 +14,9 @@ from urllib.parse import quote
 
 from node.datadir import (
     TUI_DEVICE_ID,
-    TUI_TOKEN_FILE,
-    client_url,
+    LocalNodeError,
     is_initialised,
-    pid_alive,
-    read_run_file,
+    running_client,
 )
 
 TUI_STORE_DIR = "tui-store"  # in the node's data directory
@@ -49,19 +47,10 @@ def local_connection(data_dir: Path) -> Connection:
     """The running node of ``data_dir``, with the token `croft init` stored."""
     if not is_initialised(data_dir):
         raise SessionError(f"no data directory at {data_dir} (create it with `croft init`)")
-    run = read_run_file(data_dir)
-    if run is None or not pid_alive(int(run.get("pid", 0))):
-        raise SessionError(f"the node of {data_dir} is not running (start it with `croft run`)")
-    url = client_url(run)
-    if url is None:
-        raise SessionError(f"{data_dir}/run.json names no client listener")
-    token_file = data_dir / TUI_TOKEN_FILE
     try:
-        token = token_file.read_text("utf-8").strip()
-    except OSError as e:
-        raise SessionError(f"cannot read the access token {token_file}: {e.strerror}") from None
-    if not token:
-        raise SessionError(f"the access token file {token_file} is empty")
+        url, token = running_client(data_dir)
+    except LocalNodeError as e:
+        raise SessionError(str(e)) from None
     return Connection(
         url,
         token=token,

@@ -332,19 +332,13 @@ def _cpu_s() -> float:
 async def run_agent(data_dir: Path, options: AgentOptions) -> int:
     """`croft call` on the node of ``data_dir`` (which must be running)."""
     from node.config import load_config
-    from node.datadir import TUI_TOKEN_FILE, client_url, pid_alive, read_run_file
+    from node.datadir import LocalNodeError, running_client
 
     config = load_config(data_dir)
-    run = read_run_file(data_dir)
-    if run is None or not pid_alive(int(run.get("pid", 0))):
-        raise AgentError(f"the node of {data_dir} is not running (start it with `croft run`)")
-    url = client_url(run)
-    if url is None:
-        raise AgentError(f"{data_dir}/run.json names no client listener")
     try:
-        owner_token = (data_dir / TUI_TOKEN_FILE).read_text("utf-8").strip()
-    except OSError as e:
-        raise AgentError(f"cannot read {data_dir / TUI_TOKEN_FILE}: {e.strerror}") from None
+        url, owner_token = running_client(data_dir)
+    except LocalNodeError as e:
+        raise AgentError(str(e)) from None
     async with aiohttp.ClientSession() as http:
         try:
             who = await CallClient(url, owner_token, http).whoami()

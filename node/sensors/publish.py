@@ -146,14 +146,13 @@ async def _queue_offline(
 
 
 def _send_online(config: Config, room: str, event_type: str, content: dict[str, Any]) -> Published:
-    from node.datadir import TUI_TOKEN_FILE
+    from node.datadir import LocalNodeError, owner_token
 
     base = _client_url(config.data_dir)
-    token_file = config.data_dir / TUI_TOKEN_FILE
     try:
-        token = token_file.read_text("utf-8").strip()
-    except OSError as e:
-        raise PublishError(f"cannot read the access token {token_file}: {e.strerror}") from None
+        token = owner_token(config.data_dir)
+    except LocalNodeError as e:
+        raise PublishError(str(e)) from None
     quote = urllib.parse.quote
     room_id = room
     if room.startswith("#"):
