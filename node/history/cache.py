@@ -45,7 +45,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -396,24 +396,9 @@ class HistoryCache:
         seeds = [w.event_id for w in wanted[:REFETCH_SEEDS]]
         servers = await self.node.backfiller.servers_to_ask(room_id, version)
         started = time.monotonic()
-        for server in servers[:REFETCH_SERVERS]:
-            left = started + REFETCH_CALL_S - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                body = await self.node.federation_client.get_json(
-                    server,
-                    f"/_matrix/federation/v1/backfill/{path_segment(room_id)}",
-                    query={"v": seeds, "limit": str(need)},
-                    timeout=min(REFETCH_TIMEOUT_S, left),
-                )
-            except FederationRequestError as e:
-                log.info("history: fetching %s from %s failed: %s", room_id, server, e)
-                continue
-            pdus = body.get("pdus") if isinstance(body, dict) else None
-            if not isinstance(pdus, list):
-                log.info("history: %s answered /backfill without a pdus list", server)
-                continue
+        path = f"/_matrix/federation/v1/backfill/{path_segment(room_id)}"
+        query = {"v": seeds, "limit": str(need)}
+        async for server, pdus in self._ask(servers, path, room_id, query):
             restored = await self._restore(room_id, version, pdus)
             if restored:
                 self._quiet_until.pop(room_id, None)
@@ -458,28 +443,38 @@ class HistoryCache:
         version = await self.node.events.get_room_version(room_id)
         if version is None:
             return False
-        started = time.monotonic()
-        for server in (await self.node.backfiller.servers_to_ask(room_id, version))[
-            :REFETCH_SERVERS
-        ]:
-            left = started + REFETCH_CALL_S - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                body = await self.node.federation_client.get_json(
-                    server,
-                    f"/_matrix/federation/v1/event/{path_segment(event_id)}",
-                    timeout=min(REFETCH_TIMEOUT_S, left),
-                )
-            except FederationRequestError as e:
-                log.info("history: fetching %s from %s failed: %s", event_id, server, e)
-                continue
-            pdus = body.get("pdus") if isinstance(body, dict) else None
-            if isinstance(pdus, list) and await self._restore(room_id, version, pdus):
+        servers = await self.node.backfiller.servers_to_ask(room_id, version)
+        path = f"/_matrix/federation/v1/event/{path_segment(event_id)}"
+        async for server, pdus in self._ask(servers, path, event_id):
+            if await self._restore(room_id, version, pdus):
                 log.info("history: %s fetched again from %s", event_id, server)
                 return True
         self._quiet_until[room_id] = time.monotonic() + RETRY_AFTER_S
         return False
+
+    async def _ask(
+        self, servers: Sequence[str], path: str, what: str, query: Any = None
+    ) -> AsyncIterator[tuple[str, list[Any]]]:
+        """GET ``path`` from the first REFETCH_SERVERS of ``servers`` in turn, within
+        REFETCH_CALL_S in all; yields each server that answered with a ``pdus`` list,
+        and that list (the caller stops when it has what it wanted)."""
+        started = time.monotonic()
+        for server in servers[:REFETCH_SERVERS]:
+            left = started + REFETCH_CALL_S - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                body = await self.node.federation_client.get_json(
+                    server, path, query=query, timeout=min(REFETCH_TIMEOUT_S, left)
+                )
+            except FederationRequestError as e:
+                log.info("history: fetching %s from %s failed: %s", what, server, e)
+                continue
+            pdus = body.get("pdus") if isinstance(body, dict) else None
+            if not isinstance(pdus, list):
+                log.info("history: %s answered %s without a pdus list", server, path)
+                continue
+            yield server, pdus
 
     async def _restore(self, room_id: str, version: Any, raws: Sequence[Any]) -> int:
         """Put back the events among ``raws`` that are evicted events of the room."""
