@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from startup import OUT_DIR, ROOT, child_env, percentile, write_report
 
 sys.path.insert(0, str(ROOT))
 from tests.interop.croft_node import CroftProcess  # the interop harness
+from tests.interop.test_sensor_history import read_db, readings_taken
 from tests.interop.users import MatrixUser, invite_and_join, timeline
 
 READING = "io.croft.sensor.reading"
@@ -82,18 +82,6 @@ def biggest_tables(node: CroftProcess, n: int = 8) -> dict[str, int]:
         node, f"SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT {n}"
     )
     return {str(r[0]): int(r[1]) for r in rows}
-
-
-def read_db(node: CroftProcess, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-    db = sqlite3.connect(f"file:{node.data_dir / 'croft.db'}?mode=ro", uri=True, timeout=10)
-    try:
-        return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
-
-
-def taken(node: CroftProcess) -> int:
-    return int(read_db(node, "SELECT COALESCE(SUM(last_seq), 0) FROM sensor_seq")[0][0])
 
 
 def configure(node: CroftProcess, reading_file: Path, sources: int, interval: float) -> None:
@@ -209,15 +197,15 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         await sensor.start()
         await asyncio.sleep(1)
         before = {"sensor": store_bytes(sensor), "laptop": store_bytes(laptop)}
-        start_taken = taken(sensor)
+        start_taken = readings_taken(sensor)
         reading_file.write_text("21500\n")
         t0 = time.monotonic()
         peak = 0.0
-        while taken(sensor) < start_taken + args.readings:
+        while readings_taken(sensor) < start_taken + args.readings:
             peak = max(peak, rss_kib(sensor.pid) / 1024)
             await asyncio.sleep(0.2)
         reading_file.unlink()
-        published = taken(sensor) - start_taken
+        published = readings_taken(sensor) - start_taken
         elapsed = time.monotonic() - t0
         await wait_until(
             lambda: not read_db(sensor, "SELECT 1 FROM federation_outbox_pdus LIMIT 1"),
