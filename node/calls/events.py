@@ -90,9 +90,6 @@ class Candidate:
         return out
 
 
-END_OF_CANDIDATES = Candidate("")
-
-
 @dataclass(frozen=True, slots=True)
 class Description:
     """An ``RTCSessionDescriptionInit``: the ``offer``, ``answer`` or ``description`` field."""
@@ -136,10 +133,17 @@ def answer_content(call_id: str, party_id: str, answer_sdp: str) -> dict[str, An
 def candidates_content(
     call_id: str, party_id: str, candidates: list[Candidate], done: bool = False
 ) -> dict[str, Any]:
-    """``m.call.candidates``; ``done`` appends the end-of-candidates marker (the empty one)."""
-    items = [c.to_content() for c in candidates if not c.is_end]
+    """``m.call.candidates``; ``done`` appends the end-of-candidates marker (the empty one).
+
+    The marker names a media line although the spec does not ask it to: clients with a
+    stricter schema (matrix-nio requires ``sdpMid`` and ``sdpMLineIndex`` on every
+    candidate) would otherwise drop the whole event, real candidates included."""
+    real = [c for c in candidates if not c.is_end]
+    items = [c.to_content() for c in real]
     if done:
-        items.append(END_OF_CANDIDATES.to_content())
+        first = real[0] if real else Candidate("", "0", 0)
+        end = Candidate("", first.sdp_mid or "0", first.sdp_mline_index or 0)
+        items.append(end.to_content())
     content = _common(call_id, party_id)
     content["candidates"] = items
     return content

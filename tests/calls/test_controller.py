@@ -116,7 +116,7 @@ async def test_placed_answered_connected_and_hung_up() -> None:
     a, b = Device("@a:x"), Device("@b:y")
     call = await a.controller.place(ROOM)
     assert a.types() == ["m.call.invite", "m.call.candidates"]
-    assert a.sent[1]["content"]["candidates"][-1] == {"candidate": ""}  # end-of-candidates
+    assert a.sent[1]["content"]["candidates"][-1]["candidate"] == ""  # end-of-candidates
     await deliver(a, b)
     assert b.kinds() == ["ringing"]
     ringing = b.changes[0].call

@@ -408,7 +408,10 @@ def test_end_of_candidates_alone() -> None:
     net, call_id = connected_call()
     net.do("bob", net.call("bob", call_id).local_candidates([], done=True))
     assert net.of("alice", RemoteCandidates) == [RemoteCandidates(call_id, (), done=True)]
-    assert net.sent[-1].content["candidates"] == [{"candidate": ""}]
+    # The marker names the first media line (for clients that require one, as nio does).
+    assert net.sent[-1].content["candidates"] == [
+        {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}
+    ]
     assert net.call("bob", call_id).local_candidates([]) == []
 
 

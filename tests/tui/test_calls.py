@@ -106,7 +106,15 @@ def status(app: CroftApp) -> str:
 
 async def ringing(pilot: Any, app: CroftApp, agent: Agent) -> IncomingCallScreen:
     await until(pilot, lambda: agent.said("calling "), f"{agent.what}: calling")
-    await until(pilot, lambda: isinstance(app.screen, IncomingCallScreen), "the dialog")
+    # Pushed is not yet drawn: wait for the dialog's widgets, not only the screen.
+    await until(
+        pilot,
+        lambda: (
+            isinstance(app.screen, IncomingCallScreen)
+            and bool(app.screen.query("#incoming-caller"))
+        ),
+        "the dialog",
+    )
     dialog = app.screen
     assert isinstance(dialog, IncomingCallScreen)
     return dialog
