@@ -122,6 +122,8 @@ class ChatScreen(Screen[None]):
                 since=self.client.next_batch,
                 sync_filter=FIRST_SYNC_FILTER if first else SYNC_FILTER,
             )
+            if not self.is_attached:
+                return  # the app is closing: its widgets are going, leave them be
             if not isinstance(response, nio.SyncResponse):
                 self.say(f"sync failed: {response.message}", severity="error")
                 await asyncio.sleep(RETRY_S)
