@@ -101,6 +101,18 @@ def check(v: jsonschema.Draft202012Validator, instance: Any) -> None:
         raise error
 
 
+def as_room_event(s: Send, i: int) -> dict[str, Any]:
+    """What was sent, as the room event a client receives."""
+    return {
+        "type": s.event_type,
+        "content": s.content,
+        "event_id": f"$event{i}",
+        "sender": BOB,
+        "origin_server_ts": 1_700_000_000_000,
+        "room_id": ROOM,
+    }
+
+
 def test_the_simulated_calls_send_every_event_type() -> None:
     assert {s.event_type for s in all_sent()} == ev.CALL_EVENT_TYPES
 
@@ -113,15 +125,7 @@ def test_sent_events_validate_against_the_spec(event_type: str) -> None:
     event_schema = validator(event_type)
     for i, s in enumerate(sent):
         check(content_schema, s.content)
-        event = {
-            "type": s.event_type,
-            "content": s.content,
-            "event_id": f"$event{i}",
-            "sender": BOB,
-            "origin_server_ts": 1_700_000_000_000,
-            "room_id": ROOM,
-        }
-        check(event_schema, event)
+        check(event_schema, as_room_event(s, i))
         # What we send, we accept.
         assert parse_content(s.event_type, s.content).call_id == s.call_id
 
@@ -144,15 +148,7 @@ def test_matrix_nio_parses_what_is_sent(event_type: str) -> None:
     sent = [s for s in all_sent() if s.event_type == event_type]
     assert sent
     for i, s in enumerate(sent):
-        event = {
-            "type": s.event_type,
-            "content": s.content,
-            "event_id": f"$event{i}",
-            "sender": BOB,
-            "origin_server_ts": 1_700_000_000_000,
-            "room_id": ROOM,
-        }
-        parsed = nio.Event.parse_event(event)
+        parsed = nio.Event.parse_event(as_room_event(s, i))
         assert type(parsed).__name__ == NIO_EVENTS[event_type], (s.content, parsed)
 
 
