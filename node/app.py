@@ -54,6 +54,7 @@ from node.relations.service import RelationsService, ignored_users_from
 from node.relations.store import RelationsStore
 from node.rooms.context import ContextService
 from node.rooms.service import RoomService
+from node.search.indexer import SearchIndexer
 from node.search.service import SearchService
 from node.search.store import SearchStore
 from node.storage.account_data import AccountDataStore
@@ -167,7 +168,8 @@ class Node:
             )
             sync.bundle_aggregations = relations.bundle
             context = ContextService(db, events)
-            search = SearchService(SearchStore(db), events, context, relations.bundle)
+            indexer = SearchIndexer(db, notifier)
+            search = SearchService(SearchStore(db), events, context, relations.bundle, indexer)
             directory = DirectoryService(DirectoryStore(db), events, rooms, config.server_name)
 
             resolver = LazyResolver(config.federation.nameservers)
@@ -220,6 +222,7 @@ class Node:
             rooms.remote = node.remote_rooms
             await _attach_edus(node)
             node.history.start()
+            indexer.start()
             return node
         except BaseException:
             # A half-started node must not leave the writer thread running: the
@@ -231,6 +234,8 @@ class Node:
         if hasattr(self, "history"):
             await self.history.close()
         await self.outbound_edus.close()
+        if self.search.indexer is not None:
+            await self.search.indexer.close()
         await self.remote_e2ee.close()
         if hasattr(self, "federation_sender"):
             await self.federation_sender.close()

@@ -32,6 +32,7 @@ from node.errors import MatrixError, bad_json, invalid_param
 from node.events.client_format import to_client_event
 from node.events.pdu import MEMBER, Event
 from node.rooms.context import ContextService
+from node.search.indexer import SearchIndexer
 from node.search.query import Batch, InvalidSearch, parse_search_term
 from node.search.store import Hit, SearchScope, SearchStore
 from node.storage.events import EventStore
@@ -149,11 +150,13 @@ class SearchService:
         events: EventStore,
         context: ContextService,
         bundle: Bundle | None = None,
+        indexer: SearchIndexer | None = None,
     ) -> None:
         self.store = store
         self.events = events
         self.context = context
         self.bundle = bundle
+        self.indexer = indexer
 
     async def search_room_events(
         self, user_id: str, criteria: RoomEventsCriteria, next_batch: str | None
@@ -167,6 +170,8 @@ class SearchService:
             raise invalid_param("next_batch belongs to a search with another order_by")
         if query is None:
             return {"results": [], "count": 0, "highlights": []}
+        if self.indexer is not None:  # every event stored before this request
+            await self.indexer.catch_up()
         scope = await self._scope(user_id, criteria, batch.group if batch else None)
         limit = min(max(criteria.event_filter.limit or DEFAULT_LIMIT, 1), MAX_LIMIT)
         hits = await self.store.search(
