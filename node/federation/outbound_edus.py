@@ -236,7 +236,7 @@ class OutboundEdus:
                     log.exception("sending device list updates failed; retried on next change")
             if self.notifier.closed:
                 return  # the node is stopping
-            await self.notifier.wait_for_change(current, 3600)
+            await self.notifier.wait_for_change(current, 3600, background=True)
 
     async def send_device_list_changes(self) -> None:
         """Turn the local users' device_lists rows after the stored position into EDUs

@@ -159,7 +159,7 @@ class HistoryCache:
                 log.exception("history: sweep failed; trying again in %.0f s", SWEEP_INTERVAL_S)
             if notifier.closed:
                 return  # the node is stopping
-            seen = await notifier.wait_for_change(seen, SWEEP_INTERVAL_S)
+            seen = await notifier.wait_for_change(seen, SWEEP_INTERVAL_S, background=True)
             # At most one sweep per SWEEP_DEBOUNCE_S, however fast events come.
             await asyncio.sleep(max(0.0, started + SWEEP_DEBOUNCE_S - time.monotonic()))
             seen = notifier.current_token()

@@ -416,7 +416,7 @@ class RoomService:
             self.sender.wake(req.destinations)
         try:
             if state is not None:
-                await self._run_on_persisted([(event, state)])
+                await self._call_on_persisted([(event, state)])  # a task of its own already
         finally:
             self.notifier.notify("events", outcome)
             if not done.done():
@@ -485,17 +485,19 @@ class RoomService:
     async def _run_on_persisted(self, persisted: list[tuple[Event, dict[StateKey, Event]]]) -> None:
         """Run the callbacks for each persisted event; a failure is logged, not raised
         (the event is stored either way), and a client hanging up does not stop them."""
-
-        async def run() -> None:
-            for event, state in persisted:
-                for callback in self.on_persisted:
-                    try:
-                        await callback(event, state)
-                    except Exception:
-                        log.exception("on_persisted callback failed for %s", event.event_id)
-
         if persisted:
-            await asyncio.shield(run())
+            await asyncio.shield(self._call_on_persisted(persisted))
+
+    async def _call_on_persisted(
+        self, persisted: list[tuple[Event, dict[StateKey, Event]]]
+    ) -> None:
+        """The callbacks themselves, in the caller's task (one that nothing cancels)."""
+        for event, state in persisted:
+            for callback in self.on_persisted:
+                try:
+                    await callback(event, state)
+                except Exception:
+                    log.exception("on_persisted callback failed for %s", event.event_id)
 
     def _build(
         self,

@@ -94,7 +94,7 @@ class SearchIndexer:
             await self._start_up()
             seen = self.notifier.current_token()
             while not self.notifier.closed:
-                token = await self.notifier.wait_for_change(seen, IDLE_WAIT_S)
+                token = await self.notifier.wait_for_change(seen, IDLE_WAIT_S, background=True)
                 if token.get("events") != seen.get("events"):
                     await asyncio.sleep(DELAY_S)
                     token = self.notifier.current_token()

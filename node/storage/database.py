@@ -140,6 +140,17 @@ def _run_sync_batch(
     return results
 
 
+def _settle(batch: list[_Job], results: list[tuple[bool, Any]]) -> None:
+    """Resolve each job's future with its outcome (on the event loop)."""
+    for job, (ok, value) in zip(batch, results, strict=True):
+        if job.future.done():
+            continue
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+
 def _fetchone(sql: str, params: tuple[Any, ...]) -> SyncFn[sqlite3.Row | None]:
     return lambda raw: raw.execute(sql, params).fetchone()
 
@@ -292,7 +303,16 @@ class Database:
             if all(job.sync for job in batch):
                 fns = [job.fn for job in batch]
                 durable = any(job.durable for job in batch)
-                results = await in_thread(conn, lambda raw: _run_sync_batch(raw, fns, durable))
+                loop = asyncio.get_running_loop()
+
+                def run(raw: sqlite3.Connection) -> list[tuple[bool, Any]]:
+                    done = _run_sync_batch(raw, fns, durable)
+                    # Answer the callers from this thread at once: one wake-up of the
+                    # loop, not two (aiosqlite's answer to this task, then its to them).
+                    loop.call_soon_threadsafe(_settle, batch, done)
+                    return done
+
+                results = await in_thread(conn, run)
             else:
                 results = await self._run_mixed_batch(conn, batch)
         except Exception as e:  # rolled back: every job of the batch fails
@@ -302,13 +322,7 @@ class Database:
                 if not job.future.done():
                     job.future.set_exception(err)
             return
-        for job, (ok, value) in zip(batch, results, strict=True):
-            if job.future.done():
-                continue
-            if ok:
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+        _settle(batch, results)
 
     @staticmethod
     async def _run_mixed_batch(
