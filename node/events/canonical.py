@@ -52,7 +52,7 @@ def encode_canonical_json(value: Any) -> bytes:
 
     Integral floats in range are written as integers (see :func:`check_canonical_values`).
     """
-    if _plain(value):
+    if is_plain(value):
         # Nothing to normalise (the usual case: events built from checked content or
         # parsed strictly); only a lone surrogate is left to find, and UTF-8 finds it.
         try:
@@ -62,7 +62,16 @@ def encode_canonical_json(value: Any) -> bytes:
     return canonicaljson.encode_canonical_json(check_canonical_values(value))
 
 
-def _plain(value: Any) -> bool:
+def encode_plain(value: Any) -> bytes:
+    """Encode a value :func:`is_plain` accepts (the caller knows it is): canonical JSON
+    with the number checks skipped. Raises :class:`InvalidJson` for a lone surrogate."""
+    try:
+        return _ENCODER.encode(value).encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidJson(f"string is not valid UTF-8 (lone surrogate): {e}") from None
+
+
+def is_plain(value: Any) -> bool:
     """True if ``value`` is made only of dicts with str keys, lists, str, bool, None and
     ints in range: already what :func:`check_canonical_values` would return (up to
     lone surrogates in strings). Exact types only; anything else takes the slow path."""
@@ -73,12 +82,12 @@ def _plain(value: Any) -> bool:
         return MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or not _plain(item):
+            if type(key) is not str or not is_plain(item):
                 return False
         return True
     if kind is list:
         for item in value:
-            if not _plain(item):
+            if not is_plain(item):
                 return False
         return True
     return False
@@ -109,7 +118,7 @@ def check_canonical_values(value: Any) -> Any:
     string with a lone surrogate raises :class:`InvalidJson`, naming where it was found.
     Use the returned value: it is what will be hashed and signed.
     """
-    if _plain(value):
+    if is_plain(value):
         try:
             _ENCODER.encode(value).encode("utf-8")  # finds lone surrogates
         except UnicodeEncodeError:

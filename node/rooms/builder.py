@@ -6,14 +6,15 @@ copy) and "Auth events selection"; PDU formats api/server-server/definitions/pdu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from node.events.canonical import encode_canonical_json
-from node.events.hashing import add_content_hash, room_id_from_create_event_id
+from node.events.canonical import check_canonical_values, encode_plain, is_plain
+from node.events.hashing import encode_base64, room_id_from_create_event_id
 from node.events.pdu import CREATE, Event, StateKey
+from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
-from node.events.signing import sign_event
 from node.federation.keys import ServerKey
 from node.rooms.auth import auth_types_for_event
 
@@ -44,6 +45,44 @@ def build_event(
     """Build, hash and sign an event on top of ``prev_events`` ((id, depth) pairs),
     choosing its auth events from ``state`` (the state before it). ``extra`` adds
     top-level fields (``redacts`` of a redaction before room v11)."""
+    event, _ = build_event_json(
+        room_version=room_version,
+        server_key=server_key,
+        room_id=room_id,
+        sender=sender,
+        event_type=event_type,
+        content=content,
+        state_key=state_key,
+        prev_events=prev_events,
+        state=state,
+        origin_server_ts=origin_server_ts,
+        extra=extra,
+    )
+    return event
+
+
+def build_event_json(
+    *,
+    room_version: RoomVersion,
+    server_key: ServerKey,
+    room_id: str | None,
+    sender: str,
+    event_type: str,
+    content: Mapping[str, Any],
+    state_key: str | None,
+    prev_events: Sequence[tuple[str, int]],
+    state: Mapping[StateKey, Event],
+    origin_server_ts: int,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Event, bytes]:
+    """:func:`build_event`, also returning the event's canonical JSON (what the store
+    writes). Each form is encoded once: the event for its content hash, the redacted
+    event for the signature and the reference hash (the same bytes: neither covers
+    ``signatures`` or ``unsigned``), the signed event for the size check and storage."""
+    if not is_plain(content):
+        content = check_canonical_values(content)  # raises InvalidJson
+    if extra and not is_plain(dict(extra)):
+        extra = check_canonical_values(dict(extra))
     pdu: dict[str, Any] = {
         "type": event_type,
         "sender": sender,
@@ -69,11 +108,17 @@ def build_event(
     pdu["auth_events"] = sorted(
         state[key].event_id for key in auth_types_for_event(room_version, pdu) if key in state
     )
-    pdu = add_content_hash(pdu)
-    pdu = sign_event(pdu, server_key.server_name, server_key.signing_key, room_version)
-    if len(encode_canonical_json(pdu)) > MAX_PDU_BYTES:
+    # Every value is plain canonical JSON now (the content checked, the rest built
+    # here), so the encoder alone suffices; it still refuses a lone surrogate.
+    pdu["hashes"] = {"sha256": encode_base64(hashlib.sha256(encode_plain(pdu)).digest())}
+    signed = encode_plain(redact(pdu, room_version))
+    signature = server_key.signing_key.sign(signed).signature
+    pdu["signatures"] = {server_key.server_name: {server_key.key_id: encode_base64(signature)}}
+    encoded = encode_plain(pdu)
+    if len(encoded) > MAX_PDU_BYTES:
         raise EventTooLarge(f"event is larger than {MAX_PDU_BYTES} bytes")
-    return Event.from_pdu(pdu, room_version)
+    event_id = "$" + encode_base64(hashlib.sha256(signed).digest(), urlsafe=True)
+    return Event(event_id, room_version, pdu), encoded
 
 
 def room_id_for_create(create: Event) -> str:

@@ -28,7 +28,7 @@ from node.events.pdu import CREATE, MEMBER, Event, StateKey
 from node.events.room_versions import RoomVersion
 from node.federation.keys import ServerKey
 from node.rooms.auth import AuthError, check_auth_rules, redaction_is_allowed
-from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
+from node.rooms.builder import EventTooLarge, build_event_json, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
 from node.storage.database import Database, in_thread
 from node.storage.events import (
@@ -302,7 +302,7 @@ class RoomService:
                 prebuilt = None
                 if req.countersign is not None:
                     # Held under the lock: the head cannot move while their server signs.
-                    event = self._build_checked(head, req)
+                    event, _ = self._build_checked(head, req)
                     prebuilt = await req.countersign(event, head.state)
                 written = self._queue_send(head, req, target, prebuilt)
         if known is not None:
@@ -319,18 +319,19 @@ class RoomService:
         stored = await self.events.get_event(event_id)
         return stored.event if stored is not None else None
 
-    def _build_checked(self, head: RoomHead, req: _Send) -> Event:
+    def _build_checked(self, head: RoomHead, req: _Send) -> tuple[Event, bytes]:
+        """The event, authorised, and its canonical JSON (what the store writes)."""
         content, extra = req.content, {}
         if req.redacts is not None:
             if head.room_version.redacts_in_content:
                 content = {**content, "redacts": req.redacts}
             else:
                 extra["redacts"] = req.redacts
-        event = self._build(
+        event, encoded = self._build_json(
             head, req.room_id, req.sender, req.event_type, content, req.state_key, extra
         )
         self._authorise(event, head)
-        return event
+        return event, encoded
 
     def _queue_send(
         self,
@@ -341,7 +342,11 @@ class RoomService:
     ) -> Awaitable[str]:
         """Build, check and queue the write of one event (under the room lock; no
         awaits, so the head cannot change underneath). Returns what to await."""
-        event = prebuilt if prebuilt is not None else self._build_checked(head, req)
+        encoded: bytes | None = None  # a countersigned event is encoded by the store
+        if prebuilt is not None:
+            event = prebuilt
+        else:
+            event, encoded = self._build_checked(head, req)
         target = self._redaction_target(event, head, redaction_target) if req.redacts else None
         txn = req.txn
         destinations = self._destinations(event, head)
@@ -351,7 +356,12 @@ class RoomService:
 
         def write(conn: sqlite3.Connection) -> int:
             stream = persist_event(
-                conn, event, txn=txn, apply_redaction_to=target, require_prev_events=True
+                conn,
+                event,
+                txn=txn,
+                apply_redaction_to=target,
+                require_prev_events=True,
+                encoded=encoded,
             )
             if groups is not None:
                 write_groups(conn, event.room_id, event.event_id, groups)
@@ -509,8 +519,21 @@ class RoomService:
         state_key: str | None,
         extra: Mapping[str, Any] | None = None,
     ) -> Event:
+        event, _ = self._build_json(head, room_id, sender, event_type, content, state_key, extra)
+        return event
+
+    def _build_json(
+        self,
+        head: RoomHead,
+        room_id: str | None,
+        sender: str,
+        event_type: str,
+        content: Mapping[str, Any],
+        state_key: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> tuple[Event, bytes]:
         try:
-            return build_event(
+            return build_event_json(
                 room_version=head.room_version,
                 server_key=self.server_key,
                 room_id=room_id,

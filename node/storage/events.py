@@ -343,6 +343,7 @@ def persist_event(
     outlier: bool = False,
     soft_failed: bool = False,
     stream_ordering: int | None = None,
+    encoded: bytes | None = None,
 ) -> int:
     """Store an accepted event at the head of its room: the row, its DAG edges, the
     forward extremities and (for state) the current state. Returns its stream
@@ -364,7 +365,9 @@ def persist_event(
 
     ``stream_ordering``: a *historical* event (backfilled: node/federation/backfill.py)
     stored at this explicit position, below every stored one (negative): placed in the
-    DAG, but it moves no forward extremity and no current state."""
+    DAG, but it moves no forward extremity and no current state.
+
+    ``encoded``: the event's canonical JSON, when the caller has it already."""
     if txn is not None:
         try:
             conn.execute(
@@ -416,7 +419,7 @@ def persist_event(
             event.rejected_reason,
             int(outlier),
             int(soft_failed),
-            encode_canonical_json(event.raw),
+            encoded if encoded is not None else encode_canonical_json(event.raw),
         ),
     )
     stream = int(cur.lastrowid or 0)
