@@ -14,9 +14,9 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -33,15 +33,11 @@ from node.ephemeral.receipt_store import ReceiptStore
 from node.ephemeral.receipts import ReceiptService
 from node.ephemeral.sync import EphemeralSyncExtension
 from node.ephemeral.typing import TypingService
-from node.federation.backfill import Backfiller
 from node.federation.client import FederationClient
 from node.federation.common import LazyResolver
-from node.federation.edus import EduHandler
-from node.federation.joins import RemoteMembership
 from node.federation.keyring import KeyRing
 from node.federation.keys import ServerKey, load_server_key
 from node.federation.outbound_edus import OutboundEdus
-from node.federation.pdus import PduReceiver
 from node.federation.queries import RemoteQueries
 from node.federation.remote_e2ee import RemoteE2EE
 from node.federation.sender import FederationSender
@@ -71,7 +67,15 @@ from node.users.account_data_sync import AccountDataSync
 from node.users.filters import FilterService
 from node.users.profile import ProfileService
 
+if TYPE_CHECKING:
+    from node.events.pdu import Event, StateKey
+    from node.federation.backfill import Backfiller
+    from node.federation.edus import EduHandler
+    from node.federation.joins import RemoteMembership
+    from node.federation.pdus import PduReceiver
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -110,14 +114,51 @@ class Node:
     keyring: KeyRing
     started_at: float = field(default_factory=time.time)
     # Set once the node is assembled (they take the node itself).
-    pdu_receiver: PduReceiver = field(init=False)
-    backfiller: Backfiller = field(init=False)  # history for /messages
     history: HistoryCache = field(init=False)  # budgets, eviction, evicted history again
     federation_sender: FederationSender = field(init=False)
-    remote_rooms: RemoteMembership = field(init=False)
-    edu_handler: EduHandler = field(init=False)  # inbound EDUs (PUT /send)
     remote_e2ee: RemoteE2EE = field(init=False)
     outbound_edus: OutboundEdus = field(init=False)
+    # The receiving side of federation, made on first use with its modules (PDUs, state
+    # resolution, backfill, joins, EDUs: ~1 MiB that a node nobody federates with never
+    # loads). See the properties below.
+    _made: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def _once(self, name: str, make: Callable[[], T]) -> T:
+        if name not in self._made:
+            self._made[name] = make()
+        made: T = self._made[name]
+        return made
+
+    @property
+    def pdu_receiver(self) -> PduReceiver:
+        from node.federation.pdus import PduReceiver
+
+        return self._once("pdu_receiver", lambda: PduReceiver(self))
+
+    @property
+    def backfiller(self) -> Backfiller:
+        """History for /messages from other servers."""
+        from node.federation.backfill import Backfiller
+
+        return self._once("backfiller", lambda: Backfiller(self))
+
+    @property
+    def remote_rooms(self) -> RemoteMembership:
+        from node.federation.joins import RemoteMembership
+
+        return self._once("remote_rooms", lambda: RemoteMembership(self))
+
+    @property
+    def edu_handler(self) -> EduHandler:
+        """Inbound EDUs (PUT /send)."""
+        from node.federation.edus import EduHandler
+
+        return self._once(
+            "edu_handler",
+            lambda: EduHandler(
+                self.db, self.events, self.typing, self.receipts, self.presence, self.remote_e2ee
+            ),
+        )
 
     @classmethod
     async def start(cls, config: Config) -> Node:
@@ -215,11 +256,8 @@ class Node:
             await node.federation_sender.start()
             node.federation_sender.greet(await _peers(db, events))
             rooms.sender = node.federation_sender
-            node.pdu_receiver = PduReceiver(node)
-            node.backfiller = Backfiller(node)
             node.history = HistoryCache(node)
-            node.remote_rooms = RemoteMembership(node)
-            rooms.remote = node.remote_rooms
+            rooms.remote = _RemoteRooms(node)
             await _attach_edus(node)
             node.history.start()
             indexer.start()
@@ -282,10 +320,33 @@ async def _attach_edus(node: Node) -> None:
     node.presence.on_change.append(outbound.on_presence)
     node.e2ee.to_device.on_outbox.append(outbound.flush_to_device)
     node.remote_e2ee, node.outbound_edus = remote_e2ee, outbound
-    node.edu_handler = EduHandler(
-        node.db, node.events, node.typing, node.receipts, node.presence, remote_e2ee
-    )
     await outbound.start()
+
+
+class _RemoteRooms:
+    """The room service's way to rooms on other servers (``RoomService.remote``):
+    ``Node.remote_rooms``, made on the first remote join, knock, leave or invite."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def join(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str:
+        return await self.node.remote_rooms.join(user_id, room_id, servers, content)
+
+    async def knock(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str:
+        return await self.node.remote_rooms.knock(user_id, room_id, servers, content)
+
+    async def leave(
+        self, user_id: str, room_id: str, servers: Sequence[str], content: Mapping[str, Any]
+    ) -> str:
+        return await self.node.remote_rooms.leave(user_id, room_id, servers, content)
+
+    async def invite_remote(self, event: Event, state: Mapping[StateKey, Event]) -> Event:
+        return await self.node.remote_rooms.invite_remote(event, state)
 
 
 # -- the client application ----------------------------------------------------------------

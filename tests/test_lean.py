@@ -239,6 +239,16 @@ def test_croft_run_loads_only_what_the_profile_asks_for(tmp_path: Path, profile:
     assert top_levels(m for m in modules if m.split(".")[0] in NEVER) == []
     # Discovery off (the environment says so): no mDNS stack at all.
     assert "zeroconf" not in attempted and "node.discovery.lan" not in modules
+    assert "node.discovery.sources" not in modules and "importlib.abc" not in modules
+    # Nobody federated with it: the receiving side of federation is not loaded.
+    receiving = {
+        "node.federation.pdus",
+        "node.federation.backfill",
+        "node.federation.joins",
+        "node.federation.edus",
+        "node.rooms.state_res",
+    }
+    assert receiving.isdisjoint(modules), sorted(receiving & modules)
     # The sensor service loads with features.sensors, and only then.
     assert ("node.sensors.service" in modules) is profile_features(profile)["sensors"]
 

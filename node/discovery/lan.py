@@ -25,7 +25,8 @@ announcements are held, their names' pins are read again every ``TRUST_POLL_S``:
 when `croft peers trust` has pinned the refused key, the peer is checked at the
 addresses it announced, and the keyring forgets what it knew of the name.
 
-zeroconf is imported only here, and this module only when discovery is enabled.
+zeroconf is imported only here (through mdns.py), and this module only when discovery
+is enabled.
 """
 
 from __future__ import annotations
@@ -39,9 +40,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
-from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
-from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from node.discovery.mdns import (
+    AsyncServiceBrowser,
+    AsyncServiceInfo,
+    AsyncZeroconf,
+    InterfaceChoice,
+    IPVersion,
+    ServiceStateChange,
+)
 from node.discovery.registry import KeyConflict, PeerRegistry
 from node.discovery.service import (
     SERVICE_TYPE,

@@ -31,8 +31,7 @@ from node.federation.acl import SERVER_ACL, server_allowed
 from node.federation.auth import CONTENT
 from node.federation.common import ORIGIN
 from node.federation.dag_store import DagStore
-from node.federation.joins import room_state_events
-from node.federation.pdus import PduDropped
+from node.federation.pdu_errors import PduDropped
 from node.rooms.auth import AuthError, auth_types_for_event, check_state_dependent_auth_rules
 from node.rooms.builder import MAX_PREV_EVENTS
 
@@ -275,6 +274,8 @@ async def send_leave(request: web.Request) -> web.Response:
 @routes.put(V1 + "/send_knock/{room_id}/{event_id}")
 async def send_knock(request: web.Request) -> web.Response:
     """PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}"""
+    from node.federation.joins import room_state_events  # loaded with the receiver
+
     node = request.app[NODE]
     _, event = await _receive_membership(request, "knock")
     head = await node.rooms.head(event.room_id)

@@ -35,6 +35,7 @@ from node.events.redaction import redact
 from node.events.room_versions import RoomVersion
 from node.events.signing import SignatureError
 from node.federation.common import FederationRequestError, Unreachable, path_segment
+from node.federation.pdu_errors import PduDeferred, PduDropped, TransactionDeferred
 from node.federation.pdu_format import MAX_PREV_EVENTS, PduFormatError, parse_pdu
 from node.push.store import add_notification_sync
 from node.rooms.auth import (
@@ -69,25 +70,6 @@ MAX_DEFERRALS = 20
 # Set while a transaction's PDUs are processed: their commits are fsynced together,
 # once, before the transaction is answered (PduReceiver.on_pdus).
 _ONE_SYNC: contextvars.ContextVar[bool] = contextvars.ContextVar("one_sync", default=False)
-
-
-class PduDropped(Exception):
-    """The PDU failed check 1 or 2 (or names a room this server is not in): not stored."""
-
-    def __init__(self, message: str, event_id: str | None = None) -> None:
-        super().__init__(message)
-        self.event_id = event_id
-
-
-class PduDeferred(PduDropped):
-    """The PDU cannot be processed now: fetching its missing events or auth events
-    failed because the server could not be reached (a LAN peer that just came back,
-    a link that blinked). Worth receiving again later rather than dropping."""
-
-
-class TransactionDeferred(Exception):
-    """A transaction stopped at a deferred PDU: answer it with an error so that the
-    sender retries it (PDUs already stored are "known" the next time)."""
 
 
 @dataclass

@@ -33,8 +33,8 @@ from node.errors import MatrixError, json_response
 from node.federation.acl import SERVER_ACL, server_allowed
 from node.federation.common import ORIGIN
 from node.federation.dag_store import DagStore
+from node.federation.pdu_errors import TransactionDeferred
 from node.federation.pdu_format import PduFormatError, parse_pdu
-from node.federation.pdus import TransactionDeferred
 
 log = logging.getLogger(__name__)
 
