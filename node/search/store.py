@@ -1,5 +1,6 @@
-"""Full-text search over the FTS5 index event_search (migration 0009, kept by triggers
-on events; rowid = events.stream_ordering).
+"""Full-text search over the FTS5 index event_search (migration 0009; rowid =
+events.stream_ordering), filled after events are stored by node/search/indexer.py
+(migration 0021), which the search service catches up before each search.
 
 The caller says which rooms may be searched and up to which position
 (:class:`SearchScope`); only timeline events that were neither rejected nor redacted
