@@ -41,44 +41,14 @@ def build_event(
     state: Mapping[StateKey, Event],
     origin_server_ts: int,
     extra: Mapping[str, Any] | None = None,
-) -> Event:
-    """Build, hash and sign an event on top of ``prev_events`` ((id, depth) pairs),
-    choosing its auth events from ``state`` (the state before it). ``extra`` adds
-    top-level fields (``redacts`` of a redaction before room v11)."""
-    event, _ = build_event_json(
-        room_version=room_version,
-        server_key=server_key,
-        room_id=room_id,
-        sender=sender,
-        event_type=event_type,
-        content=content,
-        state_key=state_key,
-        prev_events=prev_events,
-        state=state,
-        origin_server_ts=origin_server_ts,
-        extra=extra,
-    )
-    return event
-
-
-def build_event_json(
-    *,
-    room_version: RoomVersion,
-    server_key: ServerKey,
-    room_id: str | None,
-    sender: str,
-    event_type: str,
-    content: Mapping[str, Any],
-    state_key: str | None,
-    prev_events: Sequence[tuple[str, int]],
-    state: Mapping[StateKey, Event],
-    origin_server_ts: int,
-    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Event, bytes]:
-    """:func:`build_event`, also returning the event's canonical JSON (what the store
-    writes). Each form is encoded once: the event for its content hash, the redacted
-    event for the signature and the reference hash (the same bytes: neither covers
-    ``signatures`` or ``unsigned``), the signed event for the size check and storage."""
+    """Build, hash and sign an event on top of ``prev_events`` ((id, depth) pairs),
+    choosing its auth events from ``state`` (the state before it); ``extra`` adds
+    top-level fields (``redacts`` of a redaction before room v11). Returns the event and
+    its canonical JSON (what the store writes). Each form is encoded once: the event for
+    its content hash, the redacted event for the signature and the reference hash (the
+    same bytes: neither covers ``signatures`` or ``unsigned``), the signed event for the
+    size check and storage."""
     if not is_plain(content):
         content = check_canonical_values(content)  # raises InvalidJson
     if extra and not is_plain(dict(extra)):

@@ -28,7 +28,7 @@ from node.events.pdu import CREATE, MEMBER, Event, StateKey
 from node.events.room_versions import RoomVersion
 from node.federation.keys import ServerKey
 from node.rooms.auth import AuthError, check_auth_rules, redaction_is_allowed
-from node.rooms.builder import EventTooLarge, build_event_json, room_id_for_create
+from node.rooms.builder import EventTooLarge, build_event, room_id_for_create
 from node.rooms.creation import RoomRequest, plan_room
 from node.storage.database import Database, in_thread
 from node.storage.events import (
@@ -327,7 +327,7 @@ class RoomService:
                 content = {**content, "redacts": req.redacts}
             else:
                 extra["redacts"] = req.redacts
-        event, encoded = self._build_json(
+        event, encoded = self._build(
             head, req.room_id, req.sender, req.event_type, content, req.state_key, extra
         )
         self._authorise(event, head)
@@ -518,22 +518,9 @@ class RoomService:
         content: Mapping[str, Any],
         state_key: str | None,
         extra: Mapping[str, Any] | None = None,
-    ) -> Event:
-        event, _ = self._build_json(head, room_id, sender, event_type, content, state_key, extra)
-        return event
-
-    def _build_json(
-        self,
-        head: RoomHead,
-        room_id: str | None,
-        sender: str,
-        event_type: str,
-        content: Mapping[str, Any],
-        state_key: str | None,
-        extra: Mapping[str, Any] | None = None,
     ) -> tuple[Event, bytes]:
         try:
-            return build_event_json(
+            return build_event(
                 room_version=head.room_version,
                 server_key=self.server_key,
                 room_id=room_id,
@@ -698,7 +685,7 @@ class RoomService:
         states: list[dict[StateKey, Event]] = []
         for planned in plan:
             content = _checked_content(planned.content)
-            event = self._build(
+            event, _ = self._build(
                 head, room_id, req.creator, planned.type, content, planned.state_key
             )
             if room_id is None:

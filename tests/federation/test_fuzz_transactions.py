@@ -167,7 +167,7 @@ class Target:
         head = await self.a.node.rooms.head(self.room)
         assert head is not None
         content = {"msgtype": "m.text", "body": body} if state_key is None else {"topic": body}
-        event = build_event(
+        event, _ = build_event(
             room_version=self.version,
             server_key=self.b.node.server_key,
             room_id=self.room,

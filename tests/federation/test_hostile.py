@@ -95,7 +95,7 @@ class Fed:
         """A PDU signed by ``key`` (B's server key), built on A's current head unless
         ``prev``/``state`` say otherwise."""
         head = await self.head()
-        event = build_event(
+        event, _ = build_event(
             room_version=head.room_version,
             server_key=key or self.b.node.server_key,
             room_id=room or self.room,

@@ -105,7 +105,7 @@ class Chain:
     def next(self, room: str, body: str) -> Event:
         head = self.heads.get(room)
         self.ts += 1
-        event = build_event(
+        event, _ = build_event(
             room_version=V12,
             server_key=self.key,
             room_id=room,

@@ -18,7 +18,7 @@ from node.events.signing import (
     verify_event_signature,
 )
 from node.federation.keys import ServerKey
-from node.rooms.builder import MAX_PDU_BYTES, EventTooLarge, build_event_json
+from node.rooms.builder import MAX_PDU_BYTES, EventTooLarge, build_event
 
 SERVER = "example.org"
 KEY = ServerKey(SERVER, generate_signing_key("a1"))
@@ -27,7 +27,7 @@ ALICE = "@alice:example.org"
 
 def reference_build(version: RoomVersion, **fields: Any) -> Event:
     """The same event through the general functions: hash, sign, event ID."""
-    event, _ = build_event_json(room_version=version, server_key=KEY, **fields)
+    event, _ = build_event(room_version=version, server_key=KEY, **fields)
     pdu = {k: v for k, v in event.raw.items() if k not in ("hashes", "signatures")}
     pdu = add_content_hash(pdu)
     pdu = sign_event(pdu, SERVER, KEY.signing_key, version)
@@ -35,7 +35,7 @@ def reference_build(version: RoomVersion, **fields: Any) -> Event:
 
 
 def member_state(version: RoomVersion) -> dict[tuple[str, str], Event]:
-    create, _ = build_event_json(
+    create, _ = build_event(
         room_version=version,
         server_key=KEY,
         room_id=None if version.room_id_is_create_event_id else "!r:example.org",
@@ -79,7 +79,7 @@ def test_same_event_as_the_spec_algorithms_one_by_one(
         "state": state,
         "origin_server_ts": 1_700_000_000_000,
     } | fields
-    event, encoded = build_event_json(room_version=version, server_key=KEY, **common)
+    event, encoded = build_event(room_version=version, server_key=KEY, **common)
     expected = reference_build(version, **common)
     assert event.event_id == expected.event_id
     assert dict(event.raw) == dict(expected.raw)
@@ -102,7 +102,7 @@ def test_content_that_is_not_canonical_json_is_refused() -> None:
     create = state[(CREATE, "")]
     for content in ({"n": 1.5}, {"n": 2**60}, {"s": "\ud800"}):
         with pytest.raises(InvalidJson):
-            build_event_json(
+            build_event(
                 room_version=version,
                 server_key=KEY,
                 room_id=create.room_id,
@@ -121,7 +121,7 @@ def test_an_event_over_the_size_limit_is_refused() -> None:
     state = member_state(version)
     create = state[(CREATE, "")]
     with pytest.raises(EventTooLarge):
-        build_event_json(
+        build_event(
             room_version=version,
             server_key=KEY,
             room_id=create.room_id,
