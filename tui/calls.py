@@ -17,7 +17,6 @@ aiortc is imported when a call's media is made, not with this module.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import nio
 
 from node.calls.controller import DEFAULT_LIFETIME_MS, Call, CallChange, CallController, CallError
+from node.tasks import cancel_and_wait
 from tui.commands import describe
 
 if TYPE_CHECKING:
@@ -99,9 +99,7 @@ class TuiCalls:
                 except Exception:  # an odd event must not stop the calls
                     log.exception("call events of %s", room_id)
         finally:
-            ticks.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticks
+            await cancel_and_wait(ticks)
 
     def feed(self, room_id: str, events: list[dict[str, Any]]) -> None:
         """The new timeline events of a joined room (from /sync), oldest first."""

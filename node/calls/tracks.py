@@ -6,8 +6,9 @@ such sinks; aiortc is imported when a track is read, not with this module."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
+
+from node.tasks import cancel_and_wait
 
 
 class TrackReader:
@@ -34,11 +35,8 @@ class TrackReader:
         raise NotImplementedError
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
 
 class FanOut:

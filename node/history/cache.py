@@ -42,7 +42,6 @@ they are never fetched again. `croft purge` does the same for one room by date.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -57,6 +56,7 @@ from node.federation.common import FederationRequestError, path_segment
 from node.federation.pdu_format import PduFormatError, parse_pdu
 from node.history import store
 from node.sync.tokens import StreamToken
+from node.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from node.app import Node
@@ -140,11 +140,8 @@ class HistoryCache:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="history-cache")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         notifier = self.node.notifier

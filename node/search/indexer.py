@@ -17,12 +17,12 @@ position, are indexed by a trigger as they are stored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 
 from node.storage.database import Database
 from node.sync.notifier import Notifier
+from node.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,8 @@ class SearchIndexer:
         self._task = asyncio.create_task(self._run(), name="search-indexer")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def catch_up(self) -> int:
         """Index every event stored so far; returns how many were looked at."""
