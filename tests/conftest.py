@@ -16,6 +16,7 @@ from node.config import Config, load_config
 from node.datadir import init_data_dir
 from node.federation.common import Destination, Unreachable
 from node.ids import ServerName
+from node.storage.database import Database
 
 OWNER = "alice"
 PASSWORD = "correct horse battery staple"
@@ -35,6 +36,16 @@ def data_dir(tmp_path: Path) -> Path:
         federation_listen="127.0.0.1:0",
     )
     return d
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated database of its own, without a node (store-level tests)."""
+    database = await Database.open(tmp_path / "croft.db")
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -118,15 +117,6 @@ class Sender:
 
     def peer_is_lost(self, destination: str) -> None:
         self.calls.append(("lost", destination))
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "observer.db")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_a_running_node_takes_up_a_trust_change(db: Database, tmp_path: Path) -> None:

@@ -41,15 +41,6 @@ def key() -> ServerKey:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "sender.db")
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def peer() -> AsyncIterator[FakePeer]:
     p = FakePeer()
     await p.start()

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import pytest
 
 from node.events.client_format import to_client_event
 from node.relations.service import RelationsService, ignored_users_from
@@ -66,15 +64,6 @@ class Rows:
             )
 
         await self.db.write(txn)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "croft.db")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def _rel(rel_type: str, parent: str, **extra: Any) -> dict[str, Any]:

@@ -13,8 +13,7 @@ import itertools
 import logging
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -33,15 +32,6 @@ from node.storage.state import StateStore
 from node.sync.notifier import Notifier
 
 OWNER = "@owner:pipe.test"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "pipe.db")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

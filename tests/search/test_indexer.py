@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from node.search.indexer import BATCH, SearchIndexer, index_batch, pending
 from node.storage.database import Database, bundled_migrations
@@ -52,15 +49,6 @@ async def integrity(db: Database) -> None:
             "INSERT INTO event_search (event_search, rank) VALUES ('integrity-check', 1)"
         )
     )
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "croft.db")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_storing_does_not_index_and_the_indexer_catches_up(db: Database) -> None:

@@ -4,9 +4,6 @@ schema 0013 get their groups computed at start."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from signedjson.key import generate_signing_key
 
@@ -22,15 +19,6 @@ from node.storage.state import StateStore, read_group
 from node.sync.notifier import Notifier
 
 OWNER = "@owner:groups.test"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "groups.db")
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def service(db: Database) -> RoomService:
