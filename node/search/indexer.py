@@ -76,13 +76,16 @@ class SearchIndexer:
         await cancel_and_wait(self._task)
         self._task = None
 
-    async def catch_up(self) -> int:
-        """Index every event stored so far; returns how many were looked at."""
+    async def catch_up(self, total: int | None = None) -> int:
+        """Index every event stored so far; returns how many were looked at. With
+        ``total`` (the events waiting, when known), log progress after each batch."""
         async with self._lock:
             done = 0
             while True:
                 n = await self.db.write_sync(index_batch, durable=False)
                 done += n
+                if total is not None and n:
+                    log.info("search index: %d of %d events indexed", min(done, total), total)
                 if n < BATCH:
                     return done
 
@@ -110,12 +113,4 @@ class SearchIndexer:
             await self.catch_up()
             return
         log.info("search index: %d events to index (from position %d)", count, upto)
-        done = 0
-        while done < count:
-            async with self._lock:
-                n = await self.db.write_sync(index_batch, durable=False)
-            if n == 0:
-                break
-            done += n
-            log.info("search index: %d of %d events indexed", min(done, count), count)
-        await self.catch_up()
+        await self.catch_up(total=count)
