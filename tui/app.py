@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import nio
-from textual import work
 from textual.app import App
 from textual.binding import Binding
 
@@ -19,6 +18,7 @@ from tui.screens.chat import SYNC_TIMEOUT_MS, ChatScreen
 from tui.screens.help import HelpScreen
 from tui.screens.peers import PeersScreen, open_peers
 from tui.session import Connection, user_store_dir
+from tui.workers import ui_work
 
 DEVICE_NAME = "croft tui"
 
@@ -59,7 +59,7 @@ class CroftApp(App[None]):
     def on_mount(self) -> None:
         self.connect()
 
-    @work(exclusive=True, group="connect")
+    @ui_work(exclusive=True, group="connect")
     async def connect(self) -> None:
         c = self.connection
         if c.token:

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 import nio
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -40,6 +40,7 @@ from tui.timeline_model import Entry, RoomTimeline, editable
 from tui.widgets import Composer, RoomEntry, RoomList, Timeline
 from tui.widgets.members import MembersPanel
 from tui.widgets.room_list import RoomSearch
+from tui.workers import closing, ui_work
 
 SYNC_TIMEOUT_MS = 30_000
 SYNC_FILTER = {"room": {"timeline": {"limit": 30}}}
@@ -112,7 +113,7 @@ class ChatScreen(Screen[None]):
 
     # -- sync ---------------------------------------------------------------------------
 
-    @work(group="sync", exclusive=True)
+    @ui_work(group="sync", exclusive=True)
     async def sync_loop(self) -> None:
         timeout = 0  # the first sync answers at once: the screen fills quickly
         while True:
@@ -122,7 +123,7 @@ class ChatScreen(Screen[None]):
                 since=self.client.next_batch,
                 sync_filter=FIRST_SYNC_FILTER if first else SYNC_FILTER,
             )
-            if not self.is_attached:
+            if closing(self):
                 return  # the app is closing: its widgets are going, leave them be
             if not isinstance(response, nio.SyncResponse):
                 self.say(f"sync failed: {response.message}", severity="error")
@@ -225,7 +226,7 @@ class ChatScreen(Screen[None]):
             self.marked_read[room_id] = newest
             self.send_read_markers(room_id, newest)
 
-    @work(group="read")
+    @ui_work(group="read")
     async def send_read_markers(self, room_id: str, event_id: str) -> None:
         response = await self.client.room_read_markers(room_id, event_id, event_id)
         if not isinstance(response, nio.RoomReadMarkersResponse):
@@ -295,7 +296,7 @@ class ChatScreen(Screen[None]):
         if self.selected is not None:
             self.load_older(self.selected)
 
-    @work(group="older", exclusive=True)
+    @ui_work(group="older", exclusive=True)
     async def load_older(self, room_id: str) -> None:
         history = self.history(room_id)
         if history.complete:
@@ -340,7 +341,7 @@ class ChatScreen(Screen[None]):
         self.send(room_id, "m.room.message", content, txn)
         self.set_typing(room_id, False)
 
-    @work(group="send")
+    @ui_work(group="send")
     async def send(self, room_id: str, event_type: str, content: dict[str, Any], txn: str) -> None:
         try:
             response = await self.client.room_send(
@@ -367,7 +368,7 @@ class ChatScreen(Screen[None]):
         if self.selected is not None:
             self.set_typing(self.selected, message.typing)
 
-    @work(group="typing")
+    @ui_work(group="typing")
     async def set_typing(self, room_id: str, typing: bool) -> None:
         if not typing and self.typing_in != room_id:
             return
@@ -430,7 +431,7 @@ class ChatScreen(Screen[None]):
         elif message.action == "save":
             self.save(entry)
 
-    @work(group="command")
+    @ui_work(group="command")
     async def redact(self, room_id: str, event_id: str, what: str = "message") -> None:
         response = await self.client.room_redact(room_id, event_id)
         if not isinstance(response, nio.RoomRedactResponse):
@@ -446,7 +447,7 @@ class ChatScreen(Screen[None]):
         else:
             self.send(room_id, "m.reaction", actions.reaction(entry, key), uuid.uuid4().hex)
 
-    @work(group="save")
+    @ui_work(group="save")
     async def save(self, entry: Entry) -> None:
         try:
             path = await actions.save_attachment(self.client, entry, actions.download_dir())
@@ -491,7 +492,7 @@ class ChatScreen(Screen[None]):
     def on_call_button(self) -> None:
         self.action_call()
 
-    @work(group="command")
+    @ui_work(group="command")
     async def run(self, command: Any) -> None:
         try:
             done = await run_command(self.client, self.selected, command)
@@ -519,7 +520,7 @@ class ChatScreen(Screen[None]):
 
         self.app.push_screen(InviteScreen(name, inviter), answered)
 
-    @work(group="command")
+    @ui_work(group="command")
     async def answer_invite(self, room_id: str, accept: bool) -> None:
         room = self.client.invited_rooms.get(room_id)
         name = room.display_name if room else room_id

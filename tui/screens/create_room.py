@@ -11,7 +11,7 @@ refusal is shown in one line and the dialog stays open with what was typed.
 from __future__ import annotations
 
 import nio
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from tui.rooms import DirectChats, NewRoom, RoomError, create_room, open_direct_chat, parse_invitees
+from tui.workers import ui_work
 
 
 class RoomDialog(ModalScreen[str | None]):
@@ -54,7 +55,7 @@ class RoomDialog(ModalScreen[str | None]):
         self.show_error("")
         self.run_request()
 
-    @work(group="dialog", exclusive=True)
+    @ui_work(group="dialog", exclusive=True)
     async def run_request(self) -> None:
         try:
             room_id = await self.request()

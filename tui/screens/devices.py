@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import nio
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,6 +20,7 @@ from textual.widgets import DataTable, Static
 
 from tui.commands import describe
 from tui.screens.verify import VerifyScreen
+from tui.workers import ui_work
 
 REFRESH_S = 1.0
 COLUMNS = ("User", "Device", "Name", "Fingerprint (ed25519)", "Trust")
@@ -139,7 +139,7 @@ class DevicesScreen(ModalScreen[None]):
             return
         self.start(row)
 
-    @work(group="verify-start", exclusive=True)
+    @ui_work(group="verify-start", exclusive=True)
     async def start(self, row: DeviceRow) -> None:
         device = self.client.device_store[row.user_id].get(row.device_id)
         if device is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -31,6 +31,7 @@ from textual.widgets import Button, DataTable, Footer, Static
 
 from node.config import ConfigError, load_config
 from node.discovery.registry import ALIVE, NothingRefused, Peer, Trusted, read_peers, trust
+from tui.workers import ui_work
 
 REFRESH_S = 2.0
 COLUMNS = ("Server", "State", "Last seen", "Addresses", "Port", "Key", "Fingerprint", "First seen")
@@ -213,7 +214,7 @@ class PeersScreen(Screen[None]):
         self.said.append(line)
         self.query_one("#peers-status", Static).update(line)
 
-    @work(exclusive=True, group="peers-read")
+    @ui_work(exclusive=True, group="peers-read")
     async def reload(self) -> None:
         assert self.database is not None
         snapshot = await asyncio.to_thread(read_snapshot, self.database)
@@ -278,7 +279,7 @@ class PeersScreen(Screen[None]):
 
         self.app.push_screen(TrustScreen(peer, refused), answered)
 
-    @work(exclusive=True, group="peers-trust")
+    @ui_work(exclusive=True, group="peers-trust")
     async def trust_key(self, name: str, shown: str) -> None:
         """Trust ``name``'s last refused key; ``shown`` is the fingerprint the owner
         agreed to (a newer refusal may have come in meanwhile: then say so)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 import nio
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -27,6 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.commands import describe
+from tui.workers import ui_work
 
 POLL_S = 0.1  # nio updates the Sas object as /sync brings the other side's events
 
@@ -113,15 +113,15 @@ class VerifyScreen(ModalScreen[bool | None]):
             return
         self.cancel(mismatch=bool(self.emoji))
 
-    @work(group="verify")
+    @ui_work(group="verify")
     async def accept(self) -> None:
         await self.send(self.client.accept_key_verification, self.transaction_id)
 
-    @work(group="verify")
+    @ui_work(group="verify")
     async def confirm(self) -> None:
         await self.send(self.client.confirm_short_auth_string, self.transaction_id)
 
-    @work(group="verify")
+    @ui_work(group="verify")
     async def cancel(self, mismatch: bool) -> None:
         """Cancel with ``m.mismatched_sas`` (the emoji differ) or ``m.user``."""
         if mismatch:

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import nio
 from rich.text import Text
-from textual import work
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from tui.rooms import CREATOR_LEVEL, power_mark
+from tui.workers import ui_work
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class MembersPanel(OptionList):
         counted = room.summary.joined_member_count if room.summary else None
         return room.room_id not in self.asked and bool(counted and counted > joined)
 
-    @work(group="members")
+    @ui_work(group="members")
     async def fetch_members(self, room_id: str) -> None:
         response = await self.client.joined_members(room_id)  # nio adds them to the room
         if not isinstance(response, nio.JoinedMembersResponse):
