@@ -130,9 +130,11 @@ class Bench:
             for s in sessions:
                 await s.close()
 
-    async def latency(self, samples: int) -> list[float]:
-        """Seconds from issuing the PUT to the parked /sync returning the event."""
-        out: list[float] = []
+    async def latency(self, samples: int) -> tuple[list[float], list[float]]:
+        """Seconds from issuing the PUT to the parked /sync returning the event, and
+        (second list) to the sender also having its answer, whichever comes last."""
+        to_sync: list[float] = []
+        to_both: list[float] = []
         async with aiohttp.ClientSession() as sender, aiohttp.ClientSession() as syncer:
             async with syncer.get(f"{self.url}{V3}/sync", headers=self.headers) as r:
                 since = (await r.json())["next_batch"]
@@ -142,18 +144,22 @@ class Bench:
                 await asyncio.sleep(0.02)  # let the /sync park on the server
                 t0 = time.perf_counter()
                 put_task = asyncio.create_task(self.send(sender, f"latency {i}"))
-                body = await sync_task
+                body, arrived = await sync_task
                 event_id = await put_task
                 # A sync may wake for something else (presence); keep polling until the
                 # event arrives, still timed from the PUT.
                 while not _has_event(body, self.room_id, event_id):
                     self.check_time()
-                    body = await self._sync(syncer, body["next_batch"])
-                out.append(time.perf_counter() - t0)
+                    body, arrived = await self._sync(syncer, body["next_batch"])
+                to_sync.append(arrived - t0)
+                to_both.append(time.perf_counter() - t0)
                 since = body["next_batch"]
-        return out
+        return to_sync, to_both
 
-    async def _sync(self, session: aiohttp.ClientSession, since: str) -> dict[str, Any]:
+    async def _sync(
+        self, session: aiohttp.ClientSession, since: str
+    ) -> tuple[dict[str, Any], float]:
+        """The /sync answer, read and parsed, and the perf_counter time it was."""
         self.syncs += 1
         async with session.get(
             f"{self.url}{V3}/sync",
@@ -162,7 +168,29 @@ class Bench:
         ) as r:
             if r.status != 200:
                 raise RuntimeError(f"/sync answered {r.status}: {await r.text()}")
-            return dict(await r.json())
+            body = dict(await r.json())
+            return body, time.perf_counter()
+
+
+def thread_cpus(pid: int) -> dict[str, str]:
+    """Each thread of the node (by name) and the CPUs it may run on."""
+    out: dict[str, str] = {}
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        try:
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        cpus = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in status.splitlines()
+                if ln.startswith("Cpus_allowed_list:")
+            ),
+            "?",
+        )
+        out[f"{name} ({task.name})"] = cpus
+    return out
 
 
 def _has_event(body: dict[str, Any], room_id: str, event_id: str) -> bool:
@@ -241,6 +269,12 @@ async def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any
     token, room_id = await login_and_room(url)
     bench = Bench(url, token, room_id, time.monotonic() + args.max_seconds)
     results: dict[str, Any] = {"idle_rss_kib": idle["VmRSS"], "idle_hwm_kib": idle["VmHWM"]}
+    results["node_thread_cpus"] = thread_cpus(pid)
+    print(
+        "node threads and their CPUs:",
+        ", ".join(f"{k}: {v}" for k, v in results["node_thread_cpus"].items()),
+        flush=True,
+    )
     try:
         # CPU per send (includes the warm-up sends): the node's (all threads), its main
         # thread's, and this load generator's (it shares the machine's cores).
@@ -259,7 +293,7 @@ async def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any
             flush=True,
         )
         c0 = cpu_s(pid)
-        lat = await bench.latency(args.samples)
+        lat, lat_both = await bench.latency(args.samples)
         results["latency_node_cpu_ms_per_sample"] = (cpu_s(pid) - c0) * 1000 / args.samples
         results["latency_syncs_per_sample"] = bench.syncs / args.samples
         results["latency_ms"] = {
@@ -270,9 +304,15 @@ async def measure(url: str, pid: int, args: argparse.Namespace) -> dict[str, Any
             "mean": statistics.mean(lat) * 1000,
             "max": max(lat) * 1000,
         }
+        results["latency_with_put_answer_ms"] = {
+            "p50": percentile(lat_both, 0.50) * 1000,
+            "p95": percentile(lat_both, 0.95) * 1000,
+        }
         print(
             f"(c) send->sync: p50 {results['latency_ms']['p50']:.2f} ms, "
-            f"p95 {results['latency_ms']['p95']:.2f} ms",
+            f"p95 {results['latency_ms']['p95']:.2f} ms (until the PUT's answer too: "
+            f"p50 {results['latency_with_put_answer_ms']['p50']:.2f}, "
+            f"p95 {results['latency_with_put_answer_ms']['p95']:.2f})",
             flush=True,
         )
         # Top the room up to --events events (the room's own state events count too).
@@ -307,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", type=Path, default=None, help="sample the node with py-spy into FILE"
     )
+    parser.add_argument(
+        "--pin-cpu",
+        default=None,
+        help="the node's process.pin_cpu (auto, off or a CPU number); default: the node's",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for the JSON")
     args = parser.parse_args(argv)
     if min(args.sends, args.senders, args.samples) < 1:
@@ -314,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
 
     command = croft_command()
     env = child_env()
+    if args.pin_cpu is not None:
+        env["CROFT_PROCESS_PIN_CPU"] = args.pin_cpu
     if args.cprofile is not None:
         command = [sys.executable, "-m", "cProfile", "-o", str(args.cprofile.resolve())]
         command += ["-m", "node.cli"]

@@ -243,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="timed runs (default 10)")
     parser.add_argument("--idle", type=float, default=2.0, help="idle seconds before RSS")
     parser.add_argument("--profile", default=None, help="device profile for `croft run`")
+    parser.add_argument(
+        "--pin-cpu",
+        default=None,
+        help="the node's process.pin_cpu (auto, off or a CPU number); default: the node's",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for the JSON")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -279,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             print(init.stderr, file=sys.stderr)
             return 1
         env = child_env()
+        if args.pin_cpu is not None:
+            env["CROFT_PROCESS_PIN_CPU"] = args.pin_cpu
         log = work / "run.log"
         warmup = one_run(data_dir, port, run_args, 0.0, env, log)  # caches bytecode
 

@@ -394,12 +394,15 @@ def _import_aiohttp_without_ca_bundle() -> None:
 
 async def _run(config: object) -> None:
     _import_aiohttp_without_ca_bundle()
+    from node.affinity import pin_event_loop
     from node.app import serve
     from node.config import Config
 
     assert isinstance(config, Config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Before the database's threads start: they inherit the loop's CPU (node/affinity.py).
+    pin_event_loop(config.process.pin_cpu, loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # LAN discovery (mDNS) runs when features.discovery is on (the default), unless the

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from node import affinity
 from node.ids import InvalidId, ServerName
 
 CONFIG_FILE = "config.toml"
@@ -283,6 +284,13 @@ class VoipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessConfig:
+    """How `croft run` uses the machine's CPUs (node/affinity.py)."""
+
+    pin_cpu: str = "auto"  # "auto", "off" or a CPU number: the event loop's CPU
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
 
@@ -302,6 +310,7 @@ class Config:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
     voip: VoipConfig = field(default_factory=VoipConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def path(self, name: str) -> Path:
@@ -433,6 +442,8 @@ def build_config(data_dir: Path, data: Mapping[str, Any]) -> Config:
 def _validate(cfg: Config) -> None:
     if cfg.logging.level not in LOG_LEVELS:
         raise ConfigError(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
+    if not affinity.valid_setting(cfg.process.pin_cpu):
+        raise ConfigError('process.pin_cpu must be "auto", "off" or a CPU number')
     for name in (
         "federation.max_concurrency",
         "storage.sqlite_cache_kib",
@@ -666,6 +677,10 @@ profile = "{profile}"
 # turn_uris = []                  # e.g. ["turn:turn.example.org:3478?transport=udp"]
 # turn_shared_secret = ""
 # turn_user_lifetime_s = 86400    # how long the credentials stay valid
+
+[process]
+# pin_cpu = "auto"                # the CPU of the event loop and the database threads:
+#                                 # "auto" (the one it starts on), "off", or a number
 
 [logging]
 # level = "info"                  # debug, info, warning, error

@@ -592,6 +592,43 @@ def test_port_in_use_is_one_line(tmp_path: Path, listener: str) -> None:
 # -- croft run / status / stop ---------------------------------------------------------------
 
 
+def thread_cpus(pid: int) -> dict[int, list[int]]:
+    """Each thread of ``pid`` and the CPUs it may run on (Linux /proc)."""
+    out: dict[int, list[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        spec = next(ln for ln in status.splitlines() if ln.startswith("Cpus_allowed_list:"))
+        cpus: list[int] = []
+        for part in spec.split(":", 1)[1].strip().split(","):
+            low, _, high = part.partition("-")
+            cpus.extend(range(int(low), int(high or low) + 1))
+        out[int(task.name)] = cpus
+    return out
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs per-thread CPU affinity (Linux) and at least two CPUs",
+)
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_run_keeps_the_loop_and_database_threads_on_one_cpu(
+    data_dir: Path, start: Callable[..., RunningCroft], setting: str
+) -> None:
+    """process.pin_cpu (node/affinity.py): the event loop (main thread) and the SQLite
+    writer and reader share one CPU; the executor's threads keep them all."""
+    node = start(data_dir, env=clean_env(CROFT_PROCESS_PIN_CPU=setting))
+    allowed = sorted(os.sched_getaffinity(0))  # croft run inherited this test's CPUs
+    cpus = thread_cpus(node.proc.pid)
+    if setting == "off":
+        assert all(c == allowed for c in cpus.values()), cpus
+        return
+    loop = cpus[node.proc.pid]
+    assert len(loop) == 1 and loop[0] in allowed, cpus
+    others = [c for t, c in cpus.items() if t != node.proc.pid]
+    assert others.count(loop) >= 2, cpus  # the SQLite writer and reader
+    assert allowed in others, cpus  # the executor thread that created the database file
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_run_status_and_clean_stop(
     tmp_path: Path, data_dir: Path, start: Callable[..., RunningCroft], sig: signal.Signals
