@@ -371,10 +371,15 @@ def _import_aiohttp_without_ca_bundle() -> None:
     and the system MIME tables (/etc/mime.types), which ``mimetypes.MimeTypes()`` reads
     into the module's global database while aiohttp builds its own table from the
     built-in types only. Croft sets every Content-Type itself; mimetypes' functions
-    still read the system tables on first use."""
+    still read the system tables on first use. And ``html`` comes without its table of
+    character references, loaded if ever ``html.unescape`` runs (node/lean_html.py)."""
     if "aiohttp" in sys.modules:
         return
     import mimetypes
+
+    from node.lean_html import import_html_without_entities
+
+    import_html_without_entities()
 
     mimetypes.inited = True  # MimeTypes() skips init(); guess_type() still calls it
     names = ("SSL_CERT_FILE", "SSL_CERT_DIR", "FROZENLIST_NO_EXTENSIONS")

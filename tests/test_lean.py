@@ -240,6 +240,8 @@ def test_croft_run_loads_only_what_the_profile_asks_for(tmp_path: Path, profile:
     # Discovery off (the environment says so): no mDNS stack at all.
     assert "zeroconf" not in attempted and "node.discovery.lan" not in modules
     assert "node.discovery.sources" not in modules and "importlib.abc" not in modules
+    # aiohttp's `html` came without its table of character references (node/lean_html.py).
+    assert "html" in modules and "html.entities" not in modules
     # Nobody federated with it: the receiving side of federation is not loaded.
     receiving = {
         "node.federation.pdus",
