@@ -17,8 +17,6 @@ from node.affinity import choose_cpu, current_cpu, valid_setting
 from node.config import ConfigError, load_config
 from node.datadir import init_data_dir
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.mark.parametrize(
     ("setting", "allowed", "current", "expected"),
@@ -97,12 +95,8 @@ PROBE = textwrap.dedent(
 
 
 def probe(setting: str) -> dict[str, object]:
-    env = dict(
-        os.environ,
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    )
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, setting], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", PROBE, setting], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
