@@ -4,7 +4,7 @@ Every send crosses threads twice: the event loop hands the write to the SQLite w
 thread, which commits and wakes the loop again, and both take turns holding Python's
 GIL. When the two threads sit on different CPUs, each hand-over wakes an idle CPU and
 moves the GIL between caches; on the 2-CPU benchmark machine, keeping them on one CPU
-raised 8-sender throughput by about 30 % and cut the node's CPU per send by a fifth
+raised 8-sender throughput by 15–30 % and cut the node's CPU per send by a fifth
 (benchmarks/REPORT.md, "One CPU for the loop and the writer").
 The GIL lets only one of them run Python at a time anyway.
 
